@@ -1,0 +1,110 @@
+"""Array-namespace helpers: one implementation for numpy and torch (CPU and CUDA).
+
+smckit writes its numerics against the array API through :mod:`array_api_compat`; this module adds the
+few checks the engine needs: that arrays share one backend, device and dtype, and helpers to build index
+arrays on the right device. torch is never imported here; array_api_compat imports it only when a torch
+tensor is passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from smckit.errors import BackendError
+
+__all__ = [
+    "Array",
+    "namespace",
+    "is_numpy",
+    "is_torch",
+    "device_of",
+    "describe",
+    "check_compatible",
+    "arange_like",
+    "is_floating",
+]
+
+Array = Any
+"""Type alias for an array of any supported backend (numpy.ndarray or torch.Tensor)."""
+
+
+def namespace(*arrays: Array) -> Any:
+    """The array-API namespace shared by ``arrays``.
+
+    Raises
+    ------
+    BackendError
+        If the arrays come from different libraries (numpy and torch mixed).
+    """
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as exc:
+        kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in arrays})
+        raise BackendError(
+            f"arrays from different backends were mixed: {', '.join(kinds)}; "
+            "convert them to one library (numpy or torch) before calling smckit"
+        ) from exc
+
+
+def is_numpy(x: Array) -> bool:
+    """Whether ``x`` is a numpy array (or numpy scalar)."""
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def is_torch(x: Array) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch)."""
+    return array_api_compat.is_torch_array(x)
+
+
+def device_of(x: Array) -> Any:
+    """The device of ``x`` (``"cpu"`` for numpy arrays)."""
+    return array_api_compat.device(x)
+
+
+def describe(x: Array) -> str:
+    """A short human description: backend, dtype, device and shape."""
+    lib = "torch" if is_torch(x) else "numpy"
+    return f"{lib} {x.dtype} on {device_of(x)} with shape {tuple(x.shape)}"
+
+
+def is_floating(x: Array) -> bool:
+    """Whether ``x`` has a real floating dtype."""
+    if is_torch(x):
+        return bool(x.is_floating_point())
+    return bool(np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+def check_compatible(reference: Array, other: Array, *, what: str, dtype: bool = True) -> None:
+    """Raise unless ``other`` has the backend, device (and dtype) of ``reference``.
+
+    Parameters
+    ----------
+    reference, other : array
+        The arrays to compare.
+    what : str
+        Where ``other`` came from, for the message (e.g. ``"log_potential at step 3"``).
+    dtype : bool
+        Whether the dtypes must match too.
+
+    Raises
+    ------
+    BackendError
+        On a different backend, device or (with ``dtype=True``) dtype.
+    """
+    same_lib = is_torch(reference) == is_torch(other)
+    same_device = same_lib and str(device_of(reference)) == str(device_of(other))
+    same_dtype = same_lib and reference.dtype == other.dtype
+    if not same_lib or not same_device or (dtype and not same_dtype):
+        raise BackendError(
+            f"{what} returned a {describe(other)}, but the run works with {describe(reference)}; "
+            "smckit never moves or casts arrays silently: create it on the same device with the same dtype"
+        )
+
+
+def arange_like(n: int, like: Array, *, dtype: Any = None) -> Array:
+    """``arange(n)`` with the backend and device of ``like`` (int64 unless ``dtype`` is given)."""
+    xp = namespace(like)
+    return xp.arange(n, dtype=dtype if dtype is not None else xp.int64, device=device_of(like))

@@ -1,0 +1,113 @@
+"""The exceptions smckit raises.
+
+Every error derives from :class:`SMCError`. Messages say what was wrong, where (step, row) and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from smckit.history import Result
+
+__all__ = [
+    "SMCError",
+    "InvalidArgumentError",
+    "ShapeError",
+    "BackendError",
+    "InvalidWeightsError",
+    "ExtinctionError",
+    "PluginError",
+    "UnknownPluginError",
+    "AmbiguousPluginError",
+    "PluginConflictError",
+    "PluginLoadError",
+]
+
+
+class SMCError(Exception):
+    """Base class of every error raised by smckit."""
+
+
+class InvalidArgumentError(SMCError, ValueError):
+    """An argument has a value smckit cannot use (negative sizes, thresholds outside (0, 1], ...)."""
+
+
+class ShapeError(InvalidArgumentError):
+    """Arrays whose shapes do not fit together (particle axis, batch shape, event shape)."""
+
+
+class BackendError(SMCError, TypeError):
+    """Arrays from different backends, devices or dtypes were mixed; smckit never converts silently."""
+
+
+class InvalidWeightsError(SMCError, FloatingPointError):
+    """A log-potential or log-weight was NaN or +inf.
+
+    Attributes
+    ----------
+    step : int
+        The step whose potential produced the bad values.
+    count : int
+        How many bad values there were.
+    rows : tuple of tuple of int
+        Batch indices of the affected rows (empty tuple for an unbatched run).
+    """
+
+    def __init__(self, message: str, *, step: int, count: int, rows: tuple[tuple[int, ...], ...] = ()):
+        super().__init__(message)
+        self.step = step
+        self.count = count
+        self.rows = rows
+
+
+class ExtinctionError(SMCError):
+    """Every particle of a row got weight zero (all log-weights -inf).
+
+    Attributes
+    ----------
+    step : int
+        The step at which the row died out.
+    rows : tuple of tuple of int
+        Batch indices of the extinct rows.
+    result : Result or None
+        The partial result up to the step before extinction: nothing computed is lost.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: int,
+        rows: tuple[tuple[int, ...], ...] = (),
+        result: Result | None = None,
+    ):
+        super().__init__(message)
+        self.step = step
+        self.rows = rows
+        self.result = result
+
+
+class PluginError(SMCError):
+    """Base class of the plugin registry's errors."""
+
+
+class UnknownPluginError(PluginError, LookupError):
+    """No plugin provides the requested name."""
+
+
+class AmbiguousPluginError(PluginError, LookupError):
+    """Two or more plugins claim the same bare name; use a qualified ``"distribution:name"``."""
+
+
+class PluginConflictError(PluginError):
+    """A plugin tried to register a name that one of smckit's built-ins owns (strict mode)."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to import or register (raised in strict mode, recorded otherwise)."""
+
+    def __init__(self, message: str, *, plugin: str = "", cause: Any = None):
+        super().__init__(message)
+        self.plugin = plugin
+        self.cause = cause

@@ -1,0 +1,78 @@
+"""The resampler contract: what every scheme, built-in or plugin, takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from smckit.backend import Array
+from smckit.random import RNG
+
+__all__ = ["Resampled", "Resampler", "Capabilities"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a resampling scheme guarantees; the conformance kit checks exactly these.
+
+    Attributes
+    ----------
+    unbiased : bool
+        ``E[count_i] = n_out * W_i`` for every particle i.
+    count_bounds : str or None
+        ``"floor_ceil"``: each count is ``floor`` or ``ceil`` of ``n_out * W_i`` (systematic, SSP);
+        ``"at_least_floor"``: each count is at least ``floor(n_out * W_i)`` (residual); ``None``: no bound.
+    variable_size : bool
+        Whether ``n_out != n`` is supported.
+    uniform_output_weights : bool
+        Whether the output log-weights are all zero (equal weights).
+    sorted_ancestors : bool
+        Whether ancestors come back sorted (callers must not assume it unless declared).
+    backends : tuple of str
+        The array libraries the scheme runs on.
+    """
+
+    unbiased: bool = True
+    count_bounds: str | None = None
+    variable_size: bool = True
+    uniform_output_weights: bool = True
+    sorted_ancestors: bool = False
+    backends: tuple[str, ...] = ("numpy", "torch")
+
+
+@dataclass(frozen=True)
+class Resampled:
+    """The outcome of one resampling.
+
+    Attributes
+    ----------
+    ancestors : integer array, shape (*batch, n_out)
+        Index of each new particle's parent along the particle axis.
+    log_weights : float array, shape (*batch, n_out)
+        Log-weights after resampling (zeros for the standard schemes).
+    reborn : boolean array of shape (*batch, n_out) or None
+        Particles that were killed and refilled with a copy of another (Fleming-Viot); they may receive
+        rebirth noise through the model's ``rebirth``.
+    info : dict
+        Small per-step diagnostics (e.g. ``{"deaths": ..., "beta": ...}``).
+    """
+
+    ancestors: Array
+    log_weights: Array
+    reborn: Array | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Resampler(Protocol):
+    """A resampling scheme: a callable with declared capabilities.
+
+    ``rebirth_noise`` (default 0) is the scale the engine passes to ``model.rebirth`` for reborn particles.
+    """
+
+    name: str
+    capabilities: Capabilities
+
+    def __call__(self, log_weights: Array, rng: RNG, *, n_out: int | None = None) -> Resampled:
+        """Resample from unnormalised log-weights of shape ``(*batch, n)``; see :class:`Resampled`."""
+        ...

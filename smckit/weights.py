@@ -1,0 +1,133 @@
+"""Log-space weight arithmetic: normalisation, effective sample size, log-mean-exp, validation.
+
+All functions work along the last axis (the particle axis) of ``(*batch, n)`` arrays, on numpy or torch,
+and never leave log space: a weight of zero is ``-inf``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from smckit.backend import Array, namespace
+from smckit.errors import ExtinctionError, InvalidWeightsError
+
+__all__ = [
+    "logsumexp",
+    "log_mean_exp",
+    "log_normalise",
+    "normalise",
+    "ess",
+    "check_finite_or_minus_inf",
+    "extinct_rows",
+    "check_not_extinct",
+]
+
+
+def logsumexp(log_w: Array, axis: int = -1) -> Array:
+    """``log(sum(exp(log_w)))`` along ``axis``, stable for large magnitudes.
+
+    A slice whose entries are all ``-inf`` gives ``-inf`` (not NaN).
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+    axis : int
+
+    Returns
+    -------
+    array, shape (*batch,)
+    """
+    xp = namespace(log_w)
+    m = xp.max(log_w, axis=axis, keepdims=True)
+    # -inf rows: shift by 0 so that exp(-inf - 0) = 0 and the result is log(0) = -inf, not NaN.
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    s = xp.sum(xp.exp(log_w - m), axis=axis, keepdims=True)
+    return xp.squeeze(xp.log(s) + m, axis=axis)
+
+
+def log_mean_exp(log_w: Array, axis: int = -1) -> Array:
+    """``log(mean(exp(log_w)))`` along ``axis``; shape ``(*batch,)``."""
+    return logsumexp(log_w, axis=axis) - math.log(log_w.shape[axis])
+
+
+def log_normalise(log_w: Array) -> Array:
+    """Normalised log-weights: ``log_w - logsumexp(log_w)`` per row, shape ``(*batch, n)``.
+
+    Rows whose weights are all ``-inf`` come back as NaN; call :func:`check_not_extinct` first.
+    """
+    xp = namespace(log_w)
+    return log_w - xp.expand_dims(logsumexp(log_w), axis=-1)
+
+
+def normalise(log_w: Array) -> Array:
+    """Normalised weights ``W`` (summing to one per row), shape ``(*batch, n)``."""
+    xp = namespace(log_w)
+    return xp.exp(log_normalise(log_w))
+
+
+def ess(log_w: Array) -> Array:
+    """Effective sample size ``1 / sum(W**2)`` per row, from unnormalised log-weights.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+
+    Returns
+    -------
+    array, shape (*batch,)
+        Between 1 and n for rows with at least one finite weight.
+    """
+    xp = namespace(log_w)
+    return xp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))
+
+
+def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-potential") -> None:
+    """Raise :class:`InvalidWeightsError` if ``log_w`` holds NaN or ``+inf``.
+
+    ``-inf`` is allowed: it is a weight of zero.
+    """
+    xp = namespace(log_w)
+    bad = xp.isnan(log_w) | (log_w == float("inf"))
+    count = int(xp.sum(xp.astype(bad, xp.int64)))
+    if count:
+        rows = _bad_rows(xp.any(bad, axis=-1))
+        kind = "NaN or +inf"
+        where = f" in batch rows {list(rows)[:5]}" if rows and rows[0] else ""
+        raise InvalidWeightsError(
+            f"{what} at step {step} has {count} {kind} value(s){where}; a log-potential must be a real "
+            "number or -inf (weight zero). Check the model's log_potential for overflow or 0*inf.",
+            step=step,
+            count=count,
+            rows=rows,
+        )
+
+
+def extinct_rows(log_w: Array) -> Array:
+    """Boolean mask ``(*batch,)`` of rows whose log-weights are all ``-inf``."""
+    xp = namespace(log_w)
+    return xp.all(log_w == -float("inf"), axis=-1)
+
+
+def check_not_extinct(log_w: Array, *, step: int, result: object = None) -> None:
+    """Raise :class:`ExtinctionError` if any row has every log-weight equal to ``-inf``."""
+    xp = namespace(log_w)
+    dead = extinct_rows(log_w)
+    if bool(xp.any(dead)):
+        rows = _bad_rows(dead)
+        where = f"batch rows {list(rows)[:5]}" if rows and rows[0] else "the population"
+        raise ExtinctionError(
+            f"every particle of {where} has weight zero after step {step}; the partial result up to the "
+            "previous step is in this error's .result. Use more particles, a softer potential, or a "
+            "proposal that reaches the region where the potential is positive.",
+            step=step,
+            rows=rows,
+            result=result,  # type: ignore[arg-type]
+        )
+
+
+def _bad_rows(mask: Array) -> tuple[tuple[int, ...], ...]:
+    """Batch indices where ``mask`` is true, as tuples (``((),)`` for an unbatched run)."""
+    import numpy as np
+
+    m = np.asarray(mask.cpu() if hasattr(mask, "cpu") else mask)
+    return tuple(tuple(int(i) for i in idx) for idx in zip(*np.nonzero(m))) if m.ndim else ((),) if m else ()
