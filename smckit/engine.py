@@ -31,7 +31,7 @@ from smckit.policy import ESSBelow, Policy
 from smckit.random import RNG, as_rng
 from smckit.resamplers.base import Resampled, Resampler
 from smckit.state import leaves, num_particles, take
-from smckit.weights import check_finite_or_minus_inf, check_not_extinct, ess, log_normalise, logsumexp
+from smckit.weights import check_finite_or_minus_inf, check_not_extinct, log_normalise, reweigh
 
 __all__ = ["SMC", "Step", "run"]
 
@@ -217,12 +217,11 @@ class SMC:
     ) -> Step:
         """Add log G_t to the normalised log-weights, update the evidence, check and record."""
         xp = namespace(log_g)
-        unnormalised = log_w + log_g
-        increment = logsumexp(unnormalised)  # log sum_i W_{t-1}^i G_t^i, since log_w is normalised
-        check_not_extinct(unnormalised, step=t, result=self._result() if self.t >= 0 else None)
-        new_log_w = unnormalised - xp.expand_dims(increment, axis=-1)
+        # log sum_i W_{t-1}^i G_t^i is the evidence increment, since log_w is normalised.
+        increment, new_log_w, ess_t = reweigh(log_w + log_g)
+        if bool(xp.any(increment == -math.inf)):
+            check_not_extinct(log_w + log_g, step=t, result=self._result() if self.t >= 0 else None)
         new_evidence = log_evidence + xp.astype(increment, log_evidence.dtype)
-        ess_t = ess(new_log_w)
 
         self.t, self.state, self.log_weights, self.log_evidence = t, state, new_log_w, new_evidence
         rec = self._records
@@ -239,7 +238,7 @@ class SMC:
     def _maybe_resample(self, t: int, state: State, log_w: Array) -> tuple[State, Array, Any, Array | None, dict]:
         """Resample the rows the policy picks; returns (state, log_w, resampled, ancestors, info)."""
         xp = namespace(log_w)
-        decision = self.policy.decide(t, ess(log_w) / self.n)
+        decision = self.policy.decide(t, self._records["ess"][-1] / self.n)
         identity = None
         if self.history_mode != "none":
             identity = xp.broadcast_to(xp.arange(self.n, dtype=xp.int32, device=_device(log_w)), log_w.shape)
@@ -304,7 +303,6 @@ class SMC:
     # -- results ----------------------------------------------------------------------------------------
     def _result(self) -> Result:
         rec = self._records
-        xp = namespace(self.log_weights)
 
         def stack(values: list[Array], dtype: Any = None) -> np.ndarray:
             arrays = [_host(v if not isinstance(v, (bool, np.bool_)) else _full_bool(v, self._batch)) for v in values]
@@ -323,7 +321,6 @@ class SMC:
             particles=list(self._full[0]) if self._full is not None else None,
             log_weights=list(self._full[1]) if self._full is not None else None,
         )
-        del xp
         return Result(self.state, self.log_weights, self.log_evidence, history)
 
     def _update_bar(self, step: Step) -> None:
@@ -414,7 +411,7 @@ def _host(x: Array) -> np.ndarray:
     return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
 
 
-def _full_bool(value: bool, batch: tuple[int, ...]) -> np.ndarray:
+def _full_bool(value: bool | np.bool_, batch: tuple[int, ...]) -> np.ndarray:
     return np.full(batch, bool(value))
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "log_normalise",
     "normalise",
     "ess",
+    "reweigh",
     "check_finite_or_minus_inf",
     "extinct_rows",
     "check_not_extinct",
@@ -81,12 +82,41 @@ def ess(log_w: Array) -> Array:
     return xp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))
 
 
+def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
+    """Normalise unnormalised log-weights and summarise them, with a single ``exp`` per weight.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+
+    Returns
+    -------
+    log_z : array, shape (*batch,)
+        ``logsumexp(log_w)`` per row (``-inf`` for a row whose weights are all zero).
+    log_normalised : array, shape (*batch, n)
+        ``log_w - log_z`` (NaN in extinct rows).
+    ess : array, shape (*batch,)
+        ``1 / sum(W**2)`` of the normalised weights.
+    """
+    xp = namespace(log_w)
+    m = xp.max(log_w, axis=-1, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    scaled = xp.exp(log_w - m)
+    total = xp.sum(scaled, axis=-1, keepdims=True)
+    log_z = xp.log(total) + m
+    normalised = scaled / total
+    ess_value = 1.0 / xp.sum(normalised * normalised, axis=-1)
+    return xp.squeeze(log_z, axis=-1), log_w - log_z, ess_value
+
+
 def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-potential") -> None:
     """Raise :class:`InvalidWeightsError` if ``log_w`` holds NaN or ``+inf``.
 
     ``-inf`` is allowed: it is a weight of zero.
     """
     xp = namespace(log_w)
+    if bool(xp.all(xp.isfinite(log_w))):  # the common case, one pass
+        return
     bad = xp.isnan(log_w) | (log_w == float("inf"))
     count = int(xp.sum(xp.astype(bad, xp.int64)))
     if count:
