@@ -99,7 +99,7 @@ def check_compatible(reference: Array, other: Array, *, what: str, dtype: bool =
     same_dtype = same_lib and reference.dtype == other.dtype
     if not same_lib or not same_device or (dtype and not same_dtype):
         raise BackendError(
-            f"{what} returned a {describe(other)}, but the run works with {describe(reference)}; "
+            f"{what}: got a {describe(other)}, expected the backend and device of {describe(reference)}; "
             "smckit never moves or casts arrays silently: create it on the same device with the same dtype"
         )
 

@@ -155,6 +155,7 @@ class SMC:
         self._records: dict[str, list[Any]] = {k: [] for k in ("ess", "resampled", "inc", "ancestors", "info")}
         self._full: tuple[list[State], list[Array]] | None = ([], []) if history == "full" else None
         self._bar: Any = _progress_bar(model) if progress else None
+        self._n_resampled = 0
 
     # -- iteration ---------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Step]:
@@ -326,8 +327,8 @@ class SMC:
     def _update_bar(self, step: Step) -> None:
         bar = self._bar
         bar.update(1)
-        n_res = sum(bool(np.any(_host(r))) if not isinstance(r, bool) else r for r in self._records["resampled"])
-        bar.set_postfix(ess=f"{float(np.min(_host(step.ess))):.1f}", resampled=n_res, refresh=False)
+        self._n_resampled += bool(np.any(_host(step.resampled)))
+        bar.set_postfix(ess=f"{float(np.min(_host(step.ess))):.1f}", resampled=self._n_resampled, refresh=False)
         if self._finished:
             bar.close()
 

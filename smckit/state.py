@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from smckit.backend import Array, device_of, namespace
+from smckit.backend import Array, check_compatible, device_of, namespace
 from smckit.errors import ShapeError
 
 __all__ = ["tree_map", "leaves", "take", "num_particles"]
@@ -110,12 +110,7 @@ def take(state: State, ancestors: Array) -> State:
                 f"cannot resample a state array of shape {tuple(leaf.shape)} with ancestors of shape "
                 f"{tuple(ancestors.shape)}: expected (*batch, n, *event) with batch = {batch}"
             )
-        if str(device_of(leaf)) != str(device_of(ancestors)):
-            from smckit.errors import BackendError
-
-            raise BackendError(
-                f"a state array lives on {device_of(leaf)} but the ancestors on {device_of(ancestors)}"
-            )
+        check_compatible(ancestors, leaf, what="a state array given to take()", dtype=False)
         xp = namespace(leaf)
         event = tuple(leaf.shape[len(batch) + 1 :])
         n = leaf.shape[len(batch)]
