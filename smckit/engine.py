@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from smckit.backend import Array, check_compatible, is_floating, is_numpy, namespace
-from smckit.errors import BackendError, InvalidArgumentError, ShapeError
+from smckit.errors import BackendError, InvalidArgumentError, InvalidWeightsError, ShapeError
 from smckit.history import History, Result
 from smckit.model import FeynmanKac, supports_rebirth
 from smckit.policy import ESSBelow, Policy
@@ -220,8 +220,16 @@ class SMC:
         xp = namespace(log_g)
         # log sum_i W_{t-1}^i G_t^i is the evidence increment, since log_w is normalised.
         increment, new_log_w, ess_t = reweigh(log_w + log_g)
-        if bool(xp.any(increment == -math.inf)):
-            check_not_extinct(log_w + log_g, step=t, result=self._result() if self.t >= 0 else None)
+        # NaN or +inf in log G, and rows with no positive weight left, all make the increment non-finite: one
+        # reduction over (*batch,) and one host synchronisation per step cover every check.
+        if not bool(xp.all(xp.isfinite(increment))):
+            partial = self._result() if self.t >= 0 else None
+            try:
+                check_finite_or_minus_inf(log_g, step=t, what=f"{type(self.model).__name__}.log_potential")
+            except InvalidWeightsError as err:
+                err.result = partial
+                raise
+            check_not_extinct(log_w + log_g, step=t, result=partial)
         new_evidence = log_evidence + xp.astype(increment, log_evidence.dtype)
 
         self.t, self.state, self.log_weights, self.log_evidence = t, state, new_log_w, new_evidence
@@ -299,7 +307,6 @@ class SMC:
             check_compatible(self._reference, log_g, what=where)
         for leaf in leaves(state)[:1]:
             check_compatible(log_g, leaf, what=f"the state at step {t}", dtype=False)
-        check_finite_or_minus_inf(log_g, step=t, what=where)
 
     # -- results ----------------------------------------------------------------------------------------
     def _result(self) -> Result:

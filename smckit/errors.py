@@ -51,14 +51,25 @@ class InvalidWeightsError(SMCError, FloatingPointError):
     count : int
         How many bad values there were.
     rows : tuple of tuple of int
-        Batch indices of the affected rows (empty tuple for an unbatched run).
+        Batch indices of the affected rows (``((),)`` for an unbatched run).
+    result : Result or None
+        The partial result up to the previous step, when raised by the engine.
     """
 
-    def __init__(self, message: str, *, step: int, count: int, rows: tuple[tuple[int, ...], ...] = ()):
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: int,
+        count: int,
+        rows: tuple[tuple[int, ...], ...] = (),
+        result: Result | None = None,
+    ):
         super().__init__(message)
         self.step = step
         self.count = count
         self.rows = rows
+        self.result = result
 
 
 class ExtinctionError(SMCError):

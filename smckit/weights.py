@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from smckit.backend import Array, namespace
 from smckit.errors import ExtinctionError, InvalidWeightsError
 
@@ -99,14 +101,16 @@ def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
         ``1 / sum(W**2)`` of the normalised weights.
     """
     xp = namespace(log_w)
-    m = xp.max(log_w, axis=-1, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    scaled = xp.exp(log_w - m)
-    total = xp.sum(scaled, axis=-1, keepdims=True)
-    log_z = xp.log(total) + m
-    normalised = scaled / total
-    ess_value = 1.0 / xp.sum(normalised * normalised, axis=-1)
-    return xp.squeeze(log_z, axis=-1), log_w - log_z, ess_value
+    # Bad rows (NaN, +inf, all -inf) make log_z non-finite, which the caller checks; numpy must not warn here.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        m = xp.max(log_w, axis=-1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        scaled = xp.exp(log_w - m)
+        total = xp.sum(scaled, axis=-1, keepdims=True)
+        log_z = xp.log(total) + m
+        normalised = scaled / total
+        ess_value = 1.0 / xp.sum(normalised * normalised, axis=-1)
+        return xp.squeeze(log_z, axis=-1), log_w - log_z, ess_value
 
 
 def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-potential") -> None:
