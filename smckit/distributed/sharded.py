@@ -1,0 +1,805 @@
+"""One population sharded across ranks: global weights, global evidence, global resampling.
+
+With R ranks and N particles in total, rank r holds the contiguous block of global particles
+``r * N/R .. (r+1) * N/R - 1`` (its "shard") and runs the model on it: ``model.initial(N/R, rng)``, ``propose``
+and ``log_potential`` see only the local block, so any :class:`~smckit.FeynmanKac` whose particles do not
+interact runs unchanged. What couples the ranks is the weights:
+
+- evidence and weights: the log-evidence increment ``log sum_i W_{t-1}^i G_t^i`` and the normalisation are
+  global log-sum-exps, computed from two all-reduces of ``(*batch,)`` values per step: the global maximum
+  ``M`` of the unnormalised log-weights, then ``S1 = sum_i exp(x_i - M)`` and ``S2 = sum_i exp(2 (x_i - M))``
+  together. ``log Z_t = log S1 + M`` and ``ESS = S1^2 / S2``. Every rank holds the same (global) evidence,
+  ESS and resampling decisions; its log-weights are the global normalised ones restricted to its block.
+- resampling (systematic or stratified, the schemes whose offspring counts are cumulative-sum differences):
+  new particle k (k = 0 .. N-1) copies the particle j whose interval ``[N C_{j-1}, N C_j)`` contains the
+  position ``k + U`` (systematic, one shared uniform per row) or ``k + U_k`` (stratified), where ``C`` is the
+  global cumulative weight. Each rank needs only the total weight of the ranks before it: an all-gather of R
+  per-rank totals gives the exclusive scan ``B_r``, and particle j's copies occupy the new slots
+  ``[F(N C_{j-1}), F(N C_j))`` with ``F(x) = #{k : k + U_k < x}``: ``ceil(x - U)`` for systematic and
+  ``floor(x) + [U_floor(x) < x - floor(x)]`` for stratified. The shared uniforms come from a stream seeded
+  identically on every rank, so no broadcast is needed. The boundaries ``B_r`` are summed in the same order on
+  every rank and rank r's last cumulative weight is bit-for-bit ``B_{r+1}``, so neighbouring ranks agree on the
+  slot where one's range ends and the next's begins: the counts always sum to N, and a zero weight (an
+  interval of length exactly zero) never gets a copy, even at the end of a block.
+- the exchange: slot k lives on rank ``k // (N/R)``. Each particle with copies sends one piece (the particle and
+  its number of copies) to every rank its slot range touches; one all-to-all of R counts, one of the pieces'
+  metadata (row, copies, global index) and one per state leaf move them, and the receiver expands the pieces
+  in slot order. Every leaf of a nested state moves together; each rank ends with N/R particles again.
+- history: ancestors are global indices (``rank * N/R + local index``), so a gathered history reads like a
+  single-process one with N particles.
+
+Communication per step: two all-reduces of ``(*batch,)`` and ``2 (*batch,)`` floats. Per resampling: an
+all-gather of R totals per row, an all-to-all of R counts, and the pieces that leave their rank (at most N/R +
+R - 1 per rank per row; with balanced weights most copies stay at home), each costing the particle's bytes plus
+24 bytes of metadata. The step's ``info`` reports ``moved`` (pieces sent to other ranks) and ``bytes_sent``.
+
+The law is exactly that of single-process systematic (stratified) resampling on the concatenated weights; with
+the same uniforms the offspring counts are the same (:func:`offspring_ranges` exposes them). The evidence
+estimate stays unbiased. The per-rank random streams differ from a single-process run's, so results are not
+bit-identical to one, only equal in law.
+
+Not supported here: models whose moves need statistics of the whole population (adaptive tempering chooses
+its next exponent from the weights; run it per row with :mod:`smckit.distributed.rows` instead), resamplers
+other than systematic and stratified, and rebirth noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smckit.backend import Array, check_compatible, device_of, is_floating, namespace
+from smckit.distributed.comm import (
+    Comm,
+    ProcessGroupError,
+    check_divisible,
+    concat_states,
+    run_seed_sequence,
+    to_device_of,
+    to_host,
+)
+from smckit.engine import HISTORY_MODES, Step
+from smckit.errors import ExtinctionError, InvalidArgumentError, InvalidWeightsError, ShapeError, SMCError
+from smckit.history import History, Result
+from smckit.model import FeynmanKac
+from smckit.policy import ESSBelow, Policy
+from smckit.random import RNG
+from smckit.state import leaves, num_particles, tree_map
+from smckit.weights import check_finite_or_minus_inf
+
+__all__ = [
+    "SCHEMES",
+    "ShardedSMC",
+    "RankLoop",
+    "ShardedResult",
+    "run_sharded",
+    "offspring_ranges",
+    "exchange",
+    "stratified_uniforms",
+    "global_reweigh",
+]
+
+State = Any
+SCHEMES = ("systematic", "stratified")
+
+
+# -- global weights ------------------------------------------------------------------------------------------
+def global_reweigh(
+    log_w: Array | None,
+    comm: Comm,
+    *,
+    step: int = -1,
+    error: BaseException | None = None,
+    like: Array | None = None,
+    batch: tuple[int, ...] = (),
+) -> tuple[Array, Array, Array]:
+    """Normalise a sharded population's log-weights over all ranks (a collective: call it on every rank).
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n_local)
+        This rank's block of unnormalised log-weights (``None`` when ``error`` is set).
+    comm : Comm
+    step : int
+        The step, for messages.
+    error : exception, optional
+        An error this rank hit while computing ``log_w``: every rank then raises (this one its own error,
+        the others :class:`ProcessGroupError`), so that no rank is left waiting in a collective.
+    like : array, optional
+        With ``error``: an array with the run's backend, device and dtype (the reduction must match the
+        other ranks').
+    batch : tuple of int
+        With ``error``: the run's batch shape.
+
+    Returns
+    -------
+    log_z : array, shape (*batch,)
+        ``log sum exp`` of the log-weights of all ranks.
+    log_normalised : array, shape (*batch, n_local)
+        ``log_w - log_z``: this rank's part of the globally normalised log-weights.
+    ess : array, shape (*batch,)
+        The global effective sample size ``(sum w)^2 / sum w^2``.
+
+    Raises
+    ------
+    InvalidWeightsError
+        On every rank if any rank's log-weights hold NaN or +inf.
+    ProcessGroupError
+        On the ranks that did not fail when another rank passed ``error``.
+    """
+    if error is not None or log_w is None:
+        if like is None:
+            raise InvalidArgumentError("global_reweigh needs `like` when this rank reports an error")
+        # Enter the reduction with a flag so that the other ranks learn about the failure, then raise.
+        xp = namespace(like)
+        flags = xp.full((math.prod(batch) + 2,), -math.inf, dtype=like.dtype, device=device_of(like))
+        flags = xp.concat([flags[:-2], xp.asarray([comm.rank + 1.0, 0.0], dtype=like.dtype, device=device_of(like))])
+        comm.all_reduce(flags, "max")
+        raise error if error is not None else InvalidArgumentError("global_reweigh got no log-weights")
+    xp = namespace(log_w)
+    batch = tuple(log_w.shape[:-1])
+    bad = xp.isnan(log_w) | (log_w == math.inf)
+    has_bad = bool(xp.any(bad))
+    m_local = xp.max(xp.where(bad, xp.full_like(log_w, -math.inf), log_w), axis=-1)
+    one = xp.ones((1,), dtype=log_w.dtype, device=device_of(log_w))
+    vec = xp.concat([xp.reshape(m_local, (-1,)), 0.0 * one, (1.0 if has_bad else 0.0) * one])
+    reduced = comm.all_reduce(vec, "max")
+    failed_rank, any_bad = int(reduced[-2]), bool(reduced[-1] > 0)
+    if failed_rank:
+        raise ProcessGroupError(
+            f"rank {failed_rank - 1} (at least) failed at step {step}; see its error message. This rank stops too"
+        )
+    if any_bad:
+        if has_bad:
+            check_finite_or_minus_inf(log_w, step=step, what=f"the log-weights on rank {comm.rank}")
+        raise InvalidWeightsError(
+            f"the log-weights at step {step} hold NaN or +inf on another rank; see that rank's error",
+            step=step,
+            count=0,
+        )
+    m = xp.reshape(reduced[:-2], batch)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    scaled = xp.exp(log_w - m[..., None])
+    sums = comm.all_reduce(xp.stack([xp.sum(scaled, axis=-1), xp.sum(scaled * scaled, axis=-1)]), "sum")
+    s1, s2 = sums[0], sums[1]
+    log_z = xp.log(s1) + m
+    return log_z, log_w - log_z[..., None], s1 * s1 / s2
+
+
+# -- global resampling ---------------------------------------------------------------------------------------
+def stratified_uniforms(event_seed: int, chunk: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The stratified uniforms ``U_k`` of slots ``k = chunk * n_local .. (chunk + 1) * n_local - 1``.
+
+    Every rank regenerates the chunks it needs from ``(event_seed, chunk)``, so neighbouring ranks see the same
+    uniform at the stratum they share. Shape ``(rows, n_local)``, float64, on the host.
+    """
+    seq = np.random.SeedSequence(int(event_seed), spawn_key=(int(chunk),))
+    return np.random.Generator(np.random.PCG64(seq)).random(shape)
+
+
+def offspring_ranges(
+    log_w: Array,
+    comm: Comm,
+    *,
+    scheme: str = "systematic",
+    uniform: Array | None = None,
+    event_seed: int | None = None,
+    normalised: bool = False,
+) -> tuple[Array, Array]:
+    """Global systematic or stratified resampling: the new slots each local particle fills (a collective).
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n_local)
+        This rank's block of the log-weights of a population of ``N = R * n_local`` particles per row.
+    comm : Comm
+    scheme : {"systematic", "stratified"}
+    uniform : array, shape (*batch,), float64
+        Systematic: the shared uniform of each row (the same on every rank).
+    event_seed : int
+        Stratified: the seed of the shared uniforms ``U_k`` (see :func:`stratified_uniforms`).
+    normalised : bool
+        Whether ``log_w`` is already globally normalised (skips one all-reduce of the maximum).
+
+    Returns
+    -------
+    start, end : int64 arrays, shape (*batch, n_local)
+        Local particle j's copies are the new global particles ``start[j] .. end[j] - 1``; its offspring count
+        is ``end - start``. Over all ranks the ranges tile ``0 .. N - 1`` in order.
+    """
+    xp = namespace(log_w)
+    dev = device_of(log_w)
+    n_local = int(log_w.shape[-1])
+    n_total = n_local * comm.size
+    batch = tuple(log_w.shape[:-1])
+    lw = xp.astype(log_w, xp.float64)
+    if not normalised:
+        m = comm.all_reduce(xp.max(lw, axis=-1), "max")
+        lw = lw - xp.where(xp.isfinite(m), m, xp.zeros_like(m))[..., None]
+    w = xp.exp(lw)
+    cum = xp.cumulative_sum(w, axis=-1)
+    if str(dev) != "cpu":
+        # Parallel scans (accelerators) may add zeros inexactly: hold the cumulative sum at its value at the last
+        # positive weight and make it non-decreasing, so that a zero weight always gets an empty interval. The
+        # host's sequential scans add an exact 0.0 and need no guard.
+        cum = _cummax(xp.where(w > 0, cum, xp.zeros_like(w)))
+    totals = comm.all_gather(cum[..., -1])  # (R, *batch)
+    # Exclusive scan, summed in the same order on every rank: bounds[r + 1] is bit-for-bit bounds[r] + cum_r[-1].
+    bounds = [xp.zeros(batch, dtype=xp.float64, device=dev)]
+    for q in range(comm.size):
+        bounds.append(bounds[-1] + totals[q])
+    lo, total = bounds[comm.rank], bounds[-1]
+    # Positions N * C / C_total of the interval ends; the start of this block is the end of the previous one.
+    x = xp.concat([lo[..., None], lo[..., None] + cum], axis=-1) / total[..., None] * float(n_total)
+    if scheme == "systematic":
+        if uniform is None:
+            raise InvalidArgumentError("systematic resampling needs the shared uniform of each row")
+        u = xp.asarray(uniform, dtype=xp.float64, device=dev)
+        ends = xp.clip(xp.ceil(x - u[..., None]), 0.0, float(n_total))
+        ends = xp.astype(ends, xp.int64)
+    elif scheme == "stratified":
+        if event_seed is None:
+            raise InvalidArgumentError("stratified resampling needs the seed of the shared uniforms")
+        ends = _stratified_counts_below(x, n_local, n_total, event_seed)
+    else:
+        raise InvalidArgumentError(f"global resampling supports {SCHEMES}, got {scheme!r}")
+    return ends[..., :-1], ends[..., 1:]
+
+
+def _stratified_counts_below(x: Array, n_local: int, n_total: int, event_seed: int) -> Array:
+    """``F(x) = #{k : k + U_k < x}`` for the stratified positions, element-wise, int64."""
+    xp = namespace(x)
+    dev = device_of(x)
+    k = xp.clip(xp.astype(xp.floor(x), xp.int64), 0, n_total - 1)
+    # The chunks of uniforms this rank needs (host sync of two numbers per row, once per resampling).
+    k_host = np.asarray(k.cpu() if hasattr(k, "cpu") else k)
+    rows = k_host.reshape(-1, k_host.shape[-1])
+    first, last = int(rows.min()) // n_local, int(rows.max()) // n_local
+    u_at_k = xp.zeros(tuple(x.shape), dtype=xp.float64, device=dev)
+    for chunk in range(first, last + 1):
+        u = xp.asarray(stratified_uniforms(event_seed, chunk, (rows.shape[0], n_local)), device=dev)
+        u = xp.reshape(u, (*x.shape[:-1], n_local))
+        local = k - chunk * n_local
+        inside = (local >= 0) & (local < n_local)
+        picked = xp.take_along_axis(u, xp.clip(local, 0, n_local - 1), axis=-1)
+        u_at_k = xp.where(inside, picked, u_at_k)
+    below = k + xp.astype(u_at_k < x - xp.astype(k, xp.float64), xp.int64)
+    return xp.where(x >= float(n_total), xp.full_like(k, n_total), below)
+
+
+def exchange(state: State, start: Array, end: Array, comm: Comm) -> tuple[State, Array, dict[str, Any]]:
+    """Move the particle copies to the ranks that own their new slots (a collective).
+
+    Parameters
+    ----------
+    state : array or nest of arrays, each of shape (*batch, n_local, *event)
+        This rank's particles.
+    start, end : int64 arrays, shape (*batch, n_local)
+        Global slot ranges, as from :func:`offspring_ranges`; over all ranks they tile ``0 .. N - 1`` per row.
+    comm : Comm
+
+    Returns
+    -------
+    state : same structure, each leaf of shape (*batch, n_local, *event)
+        The particles of slots ``rank * n_local .. (rank + 1) * n_local - 1``, in slot order.
+    ancestors : int64 array, shape (*batch, n_local)
+        The global index of each new particle's parent.
+    info : dict
+        ``moved`` (pieces sent to other ranks) and ``bytes_sent`` (to other ranks, payload and metadata).
+    """
+    xp = namespace(start)
+    batch = tuple(start.shape[:-1])
+    n = int(start.shape[-1])
+    rows = math.prod(batch)
+    dev = device_of(start)
+    size, rank = comm.size, comm.rank
+    start_f, end_f = xp.reshape(start, (-1,)), xp.reshape(end, (-1,))
+    count = end_f - start_f
+    first_dest = start_f // n
+    pieces = xp.where(count > 0, (end_f - 1) // n - first_dest + 1, xp.zeros_like(count))
+    # One piece per (particle, destination rank) pair that receives at least one copy.
+    src = xp.repeat(xp.arange(rows * n, dtype=xp.int64, device=dev), pieces)
+    first_piece = xp.cumulative_sum(pieces) - pieces
+    within = xp.arange(src.shape[0], dtype=xp.int64, device=dev) - xp.repeat(first_piece, pieces)
+    dest = xp.take(first_dest, src) + within
+    copies = xp.minimum(xp.take(end_f, src), (dest + 1) * n) - xp.maximum(xp.take(start_f, src), dest * n)
+    if rows > 1:  # one row's pieces are already in destination order; several rows' need a stable sort
+        order = xp.argsort(dest, stable=True)
+        src, dest, copies = xp.take(src, order), xp.take(dest, order), xp.take(copies, order)
+    edges = xp.searchsorted(dest, xp.arange(size + 1, dtype=xp.int64, device=dev))
+    send = [int(c) for c in np.diff(np.asarray(edges.cpu() if hasattr(edges, "cpu") else edges))]
+    recv = comm.exchange_counts(send)
+    meta = xp.stack([src // n, copies, src % n + rank * n], axis=1)
+    meta = comm.all_to_all(meta, send, recv)
+    # Received pieces come in source-rank order; a stable sort by row puts each row's pieces in slot order.
+    if rows > 1:
+        perm = xp.argsort(meta[:, 0], stable=True)
+        idx = xp.repeat(perm, xp.take(meta[:, 1], perm))
+    else:
+        idx = xp.repeat(xp.arange(int(meta.shape[0]), dtype=xp.int64, device=dev), meta[:, 1])
+    # Ranges that do not tile the population (cannot happen when the ranks agree on the weights and uniforms)
+    # are reported after the leaves' collectives, so that no other rank is left waiting.
+    tiled = int(idx.shape[0]) == rows * n
+
+    def move(leaf: Array) -> Array:
+        lx = namespace(leaf)
+        event = tuple(leaf.shape[len(batch) + 1 :])
+        flat = lx.reshape(leaf, (rows * n, *event))
+        got = comm.all_to_all(lx.take(flat, src, axis=0), send, recv)
+        return lx.reshape(lx.take(got, idx, axis=0), (*batch, n, *event)) if tiled else leaf
+
+    new_state = tree_map(move, state)
+    if not tiled:
+        raise SMCError(
+            f"rank {rank} received {int(idx.shape[0])} particle copies, expected {rows * n}: the slot ranges "
+            "do not tile the population (the ranks disagree on the weights or the uniforms)"
+        )
+    ancestors = xp.reshape(xp.take(meta[:, 2], idx), (*batch, n))
+    moved = sum(send) - send[rank]
+    per_particle = sum(_bytes_per_particle(leaf, len(batch)) for leaf in leaves(state))
+    info = {"moved": moved, "bytes_sent": moved * (per_particle + 24) + 8 * (size - 1)}
+    return new_state, ancestors, info
+
+
+def _bytes_per_particle(leaf: Array, batch_ndim: int) -> int:
+    itemsize = int(getattr(leaf, "itemsize", 0) or leaf.element_size())
+    return itemsize * math.prod(int(s) for s in leaf.shape[batch_ndim + 1 :])
+
+
+# -- results ---------------------------------------------------------------------------------------------------
+@dataclass
+class ShardedResult(Result):
+    """The result of a sharded run, as seen by one rank.
+
+    ``particles`` and ``log_weights`` are this rank's block (global particles ``offset .. offset + n_local - 1``);
+    ``log_weights`` are normalised over all ranks, ``log_evidence`` and the history's ESS are global, and the
+    history's ancestors are global indices. :meth:`gather` assembles the whole population.
+
+    Attributes
+    ----------
+    rank, world_size : int
+    n_total : int
+        Particles per row over all ranks.
+    offset : int
+        Global index of this rank's first particle.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    n_total: int = 0
+    offset: int = 0
+    comm: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def ess(self) -> Array:
+        """The global effective sample size of the final weights, shape (*batch,) (no communication)."""
+        return self.history.ess[-1]
+
+    def estimate(self, f: Any) -> Array:
+        """The global weighted average ``sum_i W_i f(x_i)`` per row (a collective: call it on every rank)."""
+        local = super().estimate(f)
+        return self.comm.all_reduce(local, "sum")
+
+    def gather(self, dst: int | None = 0) -> Result | None:
+        """The whole population as a single-process :class:`~smckit.Result` (a collective).
+
+        Parameters
+        ----------
+        dst : int or None
+            The rank that receives the result (``None``: every rank).
+
+        Returns
+        -------
+        Result or None
+            Particles ``(*batch, N, *event)`` on this rank's device, history with ancestors ``(T, *batch, N)``;
+            ``None`` on the other ranks when ``dst`` is a rank.
+        """
+        batch_ndim = self.log_weights.ndim - 1
+        h = self.history
+        mine = to_host((self.particles, self.log_weights, h.ancestors, h.particles, h.log_weights))
+        everyone = self.comm.all_gather_objects(mine) if dst is None else self.comm.gather_objects(mine, dst)
+        if everyone is None:
+            return None
+        parts = list(zip(*everyone))
+        particles = concat_states(parts[0], batch_ndim)
+        log_weights = concat_states(parts[1], batch_ndim)
+        ancestors = None if parts[2][0] is None else np.concatenate(parts[2], axis=-1)
+        full_p = full_w = None
+        if parts[3][0] is not None:
+            full_p = [concat_states(step, batch_ndim) for step in zip(*parts[3])]
+            full_w = [concat_states(step, batch_ndim) for step in zip(*parts[4])]
+        like = self.log_weights
+        history = History(
+            ess=h.ess,
+            resampled=h.resampled,
+            log_evidence_increments=h.log_evidence_increments,
+            ancestors=ancestors,
+            info=h.info,
+            particles=to_device_of(full_p, like),
+            log_weights=to_device_of(full_w, like),
+        )
+        return Result(to_device_of(particles, like), to_device_of(log_weights, like), self.log_evidence, history)
+
+
+# -- the loop ----------------------------------------------------------------------------------------------------
+class RankLoop:
+    """What every per-rank SMC loop of smckit.distributed shares: arguments, seeds, checks, records, results.
+
+    Subclasses implement ``_first_step`` and ``_next_step``; this class runs them in lockstep on every rank.
+    Rank r draws its particles from the child stream ``SeedSequence(seed).spawn(2)[1].spawn(R)[r]``; the
+    shared uniforms (the same on every rank) come from ``spawn(2)[0]``.
+    """
+
+    def __init__(
+        self,
+        model: FeynmanKac,
+        n_particles: int,
+        *,
+        policy: Policy | None,
+        seed: Any,
+        history: str,
+        group: Any,
+    ):
+        self.comm = Comm(group)
+        if not isinstance(model, FeynmanKac):
+            raise InvalidArgumentError(f"model must be a smckit.FeynmanKac, got {type(model).__name__}")
+        if history not in HISTORY_MODES:
+            raise InvalidArgumentError(f"history must be one of {HISTORY_MODES}, got {history!r}")
+        self.model = model
+        self.n_total = int(n_particles)
+        self.n = check_divisible(n_particles, self.comm.size)
+        self.offset = self.comm.rank * self.n
+        self.policy = policy if policy is not None else (model.default_policy or ESSBelow(0.5))
+        if not isinstance(self.policy, Policy):
+            raise InvalidArgumentError(f"policy must be a smckit Policy, got {type(self.policy).__name__}")
+        root = run_seed_sequence(seed, self.comm)
+        shared_seq, local_seq = root.spawn(2)
+        self.rng = RNG(local_seq.spawn(self.comm.size)[self.comm.rank])
+        self.shared = np.random.Generator(np.random.PCG64(shared_seq))
+        self.history_mode = history
+        self.t = -1
+        self.state: State = None
+        self.log_weights: Array = None
+        self.log_evidence: Array = None
+        self._finished = False
+        self._batch: tuple[int, ...] = ()
+        self._reference: Array = None
+        self._records: dict[str, list[Any]] = {k: [] for k in ("ess", "resampled", "inc", "ancestors", "info")}
+        self._full: tuple[list[State], list[Array]] | None = ([], []) if history == "full" else None
+
+    def __iter__(self) -> RankLoop:
+        return self
+
+    def __next__(self) -> Step:
+        if self._finished:
+            raise StopIteration
+        step = self._first_step() if self.t < 0 else self._next_step()
+        self._finished = self._done()
+        return step
+
+    def run(self) -> ShardedResult:
+        """Run every remaining step and return this rank's :class:`ShardedResult`."""
+        for _ in self:
+            pass
+        return self.result
+
+    @property
+    def result(self) -> ShardedResult:
+        """The result of the steps run so far."""
+        if self.t < 0:
+            raise InvalidArgumentError("no step has run yet: call next(smc) or smc.run() first")
+        return self._result()
+
+    def _first_step(self) -> Step:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _next_step(self) -> Step:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- shared pieces of a step -------------------------------------------------------------------------------
+    def _start(self) -> tuple[State, Array]:
+        """Step 0's model calls and checks, agreed by every rank: returns ``(state, log_g)``."""
+        error = None
+        state: State = None
+        log_g: Array = None
+        try:
+            state = self.model.initial(self.n, self.rng)
+            log_g = self.model.log_potential(0, None, state)
+            self._check_first(log_g, state)
+        except Exception as exc:  # reported to every rank below
+            error = exc
+        self.comm.check_ok(error, where="at step 0 (initial or log_potential)")
+        arrays = {"log_potential": log_g, **{f"state leaf {i}": x for i, x in enumerate(leaves(state))}}
+        self.comm.agree(arrays, what="the model's log-potential and state at step 0")
+        return state, log_g
+
+    def _move(self, t: int, state: State) -> tuple[State, Array, BaseException | None]:
+        """Propose and weight (step t >= 1); an error is returned, to be reported to every rank."""
+        try:
+            new_state = self.model.propose(t, state, self.rng)
+            log_g = self.model.log_potential(t, state, new_state)
+            self._check_next(t, log_g, new_state)
+        except Exception as exc:  # reported to every rank by the step's first reduction
+            return None, None, exc
+        return new_state, log_g, None
+
+    def _extinct(self, t: int, increment: Array) -> None:
+        xp = namespace(increment)
+        if bool(xp.any(increment == -math.inf)):
+            dead = np.asarray(_host(increment == -math.inf))
+            rows = tuple(tuple(int(i) for i in idx) for idx in zip(*np.nonzero(dead))) if dead.ndim else ((),)
+            raise ExtinctionError(
+                f"every particle of batch rows {list(rows)[:5]} has weight zero on every rank after step {t}; the "
+                "partial result up to the previous step is in this error's .result",
+                step=t,
+                rows=rows,
+                result=self._result() if self.t >= 0 else None,
+            )
+
+    def _record(
+        self,
+        t: int,
+        state: State,
+        log_w: Array,
+        ess: Any,
+        increment: Any,
+        log_evidence: Array,
+        resampled: Any,
+        ancestors: Array | None,
+        info: dict[str, Any],
+    ) -> Step:
+        self.t, self.state, self.log_weights, self.log_evidence = t, state, log_w, log_evidence
+        rec = self._records
+        rec["ess"].append(ess)
+        rec["resampled"].append(resampled)
+        rec["inc"].append(increment)
+        rec["ancestors"].append(ancestors)
+        rec["info"].append(info)
+        if self._full is not None:
+            self._full[0].append(state)
+            self._full[1].append(log_w)
+        return Step(t, state, log_w, ess, resampled, log_evidence, info)
+
+    def _done(self) -> bool:
+        done = bool(self.model.done(self.t, self.state))
+        if type(self.model).done is FeynmanKac.done:
+            return done  # a fixed horizon: every rank agrees without asking
+        flags = self.comm.all_gather(np.asarray([done], dtype=np.int64))[:, 0]
+        if len(set(flags.tolist())) > 1:
+            raise InvalidArgumentError(
+                f"{type(self.model).__name__}.done disagrees across ranks at step {self.t}: a distributed run "
+                "needs a stopping rule that does not depend on the local particles (use rows mode for adaptive "
+                "models)"
+            )
+        return done
+
+    def _identity(self, like: Array, force: bool = False) -> Array | None:
+        """Global indices of this rank's particles, shape like ``like`` (None with history="none")."""
+        if self.history_mode == "none" and not force:
+            return None
+        xp = namespace(like)
+        dtype = _index_dtype(xp, self.n_total)
+        ar = xp.arange(self.offset, self.offset + self.n, dtype=dtype, device=device_of(like))
+        return xp.broadcast_to(ar, tuple(like.shape))
+
+    def _check_first(self, log_g: Array, state: State) -> None:
+        where = f"{type(self.model).__name__}.log_potential at step 0"
+        if not hasattr(log_g, "shape") or log_g.ndim < 1 or log_g.shape[-1] != self.n:
+            shape = tuple(getattr(log_g, "shape", ()))
+            raise ShapeError(f"{where} returned shape {shape}; expected (*batch, {self.n})")
+        if not is_floating(log_g):
+            raise ShapeError(f"{where} returned dtype {log_g.dtype}; log-potentials must be floating point")
+        self._batch = tuple(log_g.shape[:-1])
+        self._reference = log_g
+        if num_particles(state, len(self._batch)) != self.n:
+            raise ShapeError(f"{type(self.model).__name__}.initial returned the wrong number of particles per row")
+
+    def _check_next(self, t: int, log_g: Array, state: State) -> None:
+        where = f"{type(self.model).__name__}.log_potential at step {t}"
+        if tuple(log_g.shape) != (*self._batch, self.n):
+            raise ShapeError(f"{where} returned shape {tuple(log_g.shape)}; the run has shape {(*self._batch, self.n)}")
+        check_compatible(self._reference, log_g, what=where)
+
+    def _result(self) -> ShardedResult:
+        rec = self._records
+
+        def stack(values: list[Any], dtype: Any) -> np.ndarray:
+            arrays = [np.full(self._batch, bool(v)) if isinstance(v, (bool, np.bool_)) else _host(v) for v in values]
+            return np.stack(arrays).astype(dtype)
+
+        ancestors = None
+        if self.history_mode != "none":
+            index_dtype = np.int32 if self.n_total < 2**31 else np.int64
+            ancestors = np.stack([_host(a) for a in rec["ancestors"]]).astype(index_dtype)
+        history = History(
+            ess=stack(rec["ess"], np.float64),
+            resampled=stack(rec["resampled"], bool),
+            log_evidence_increments=stack(rec["inc"], np.float64),
+            ancestors=ancestors,
+            info=list(rec["info"]),
+            particles=list(self._full[0]) if self._full is not None else None,
+            log_weights=list(self._full[1]) if self._full is not None else None,
+        )
+        return ShardedResult(
+            self.state,
+            self.log_weights,
+            self.log_evidence,
+            history,
+            rank=self.comm.rank,
+            world_size=self.comm.size,
+            n_total=self.n_total,
+            offset=self.offset,
+            comm=self.comm,
+        )
+
+
+class ShardedSMC(RankLoop):
+    """SMC on one population sharded over the ranks of a process group, as an iterator (one step per ``next``).
+
+    Every rank constructs it with the same arguments and iterates in lockstep; see the module docstring for
+    the algorithm and its communication.
+
+    Parameters
+    ----------
+    model : FeynmanKac
+        The model; on each rank it is asked for ``n_particles / R`` particles.
+    n_particles : int
+        Particles per row over all ranks (divisible by the number of ranks R).
+    resampler : {"systematic", "stratified"}
+        The global resampling scheme.
+    policy : Policy, optional
+        When to resample, on the global ESS; defaults to the model's ``default_policy`` or ``ESSBelow(0.5)``.
+    seed : int, SeedSequence, RNG or None
+        The run's seed, the same on every rank. Rank r draws its particles from the child stream
+        ``SeedSequence(seed).spawn(2)[1].spawn(R)[r]``; the shared uniforms come from ``spawn(2)[0]``.
+    history : {"ancestors", "full", "none"}
+    group : ProcessGroup, optional
+        The torch.distributed group (default: the default group).
+
+    Raises
+    ------
+    ProcessGroupError
+        Without an initialised process group; on the other ranks when one rank's model raised.
+    InvalidArgumentError
+        For an unsupported resampler, a particle count the ranks do not divide, or different seeds on the ranks.
+    ShapeError
+        On every rank, at step 0, when the ranks' models disagree on shapes or dtypes.
+    InvalidWeightsError, ExtinctionError
+        On every rank, as in :func:`smckit.run`.
+    """
+
+    def __init__(
+        self,
+        model: FeynmanKac,
+        n_particles: int,
+        *,
+        resampler: str = "systematic",
+        policy: Policy | None = None,
+        seed: Any = None,
+        history: str = "ancestors",
+        group: Any = None,
+    ):
+        if resampler not in SCHEMES:
+            raise InvalidArgumentError(
+                f"a sharded run resamples globally with one of {SCHEMES}, got {resampler!r}; for other schemes "
+                "use island mode (smckit.distributed.islands), which resamples within each rank"
+            )
+        super().__init__(model, n_particles, policy=policy, seed=seed, history=history, group=group)
+        self.scheme = resampler
+
+    def _first_step(self) -> Step:
+        state, log_g = self._start()
+        xp = namespace(log_g)
+        dev = device_of(log_g)
+        uniform = xp.full(tuple(log_g.shape), -math.log(self.n_total), dtype=log_g.dtype, device=dev)
+        zero = xp.zeros(self._batch, dtype=xp.float64, device=dev)
+        return self._weigh(0, state, uniform, log_g, zero, False, self._identity(log_g), {}, None)
+
+    def _next_step(self) -> Step:
+        t = self.t + 1
+        state, log_w, resampled, ancestors, info = self._maybe_resample(t, self.state, self.log_weights)
+        new_state, log_g, error = self._move(t, state)
+        return self._weigh(t, new_state, log_w, log_g, self.log_evidence, resampled, ancestors, info, error)
+
+    def _weigh(
+        self,
+        t: int,
+        state: State,
+        log_w: Array,
+        log_g: Array,
+        log_evidence: Array,
+        resampled: Any,
+        ancestors: Array | None,
+        info: dict[str, Any],
+        error: BaseException | None,
+    ) -> Step:
+        x = None if error is not None else log_w + log_g
+        increment, new_log_w, ess_t = global_reweigh(
+            x, self.comm, step=t, error=error, like=self._reference, batch=self._batch
+        )
+        self._extinct(t, increment)
+        xp = namespace(increment)
+        new_evidence = log_evidence + xp.astype(increment, log_evidence.dtype)
+        return self._record(t, state, new_log_w, ess_t, increment, new_evidence, resampled, ancestors, info)
+
+    def _maybe_resample(self, t: int, state: State, log_w: Array) -> tuple[State, Array, Any, Array | None, dict]:
+        xp = namespace(log_w)
+        decision = self.policy.decide(t, self._records["ess"][-1] / self.n_total)
+        identity = self._identity(log_w)
+        if isinstance(decision, (bool, np.bool_)):
+            if not decision:
+                return state, log_w, False, identity, {}
+            mask = None
+        else:
+            mask = decision  # the same on every rank: it comes from the global ESS
+            if not bool(xp.any(mask)):
+                return state, log_w, mask, identity, {}
+        uniform, event_seed = None, None
+        if self.scheme == "systematic":
+            uniform = self.shared.random(self._batch)
+        else:
+            event_seed = int(self.shared.integers(2**63 - 1))
+        start, end = offspring_ranges(
+            log_w, self.comm, scheme=self.scheme, uniform=uniform, event_seed=event_seed, normalised=True
+        )
+        if mask is not None:  # rows that keep their particles: every particle is its own single copy
+            own_start = xp.astype(self._identity(log_w, force=True), xp.int64)
+            keep = ~mask[..., None]
+            start = xp.where(keep, own_start, start)
+            end = xp.where(keep, own_start + 1, end)
+        new_state, ancestors, info = exchange(state, start, end, self.comm)
+        info["bytes_sent"] += 8 * math.prod(self._batch) * (self.comm.size - 1)  # the all-gathered block totals
+        uniform_w = xp.full(tuple(log_w.shape), -math.log(self.n_total), dtype=log_w.dtype, device=device_of(log_w))
+        new_log_w = uniform_w if mask is None else xp.where(mask[..., None], uniform_w, log_w)
+        recorded = None if self.history_mode == "none" else xp.astype(ancestors, _index_dtype(xp, self.n_total))
+        return new_state, new_log_w, (True if mask is None else mask), recorded, info
+
+
+def run_sharded(
+    model: FeynmanKac,
+    n_particles: int,
+    *,
+    resampler: str = "systematic",
+    policy: Policy | None = None,
+    seed: Any = None,
+    history: str = "ancestors",
+    group: Any = None,
+) -> ShardedResult:
+    """Run SMC on one population of ``n_particles`` sharded over the ranks; call it on every rank.
+
+    ``run_sharded(...)`` is ``ShardedSMC(...).run()``; see :class:`ShardedSMC` for the parameters and errors.
+
+    Examples
+    --------
+    On every rank of a started process group (``torchrun --nproc-per-node 4 script.py``)::
+
+        from smckit.distributed import init, run_sharded
+        from smckit.models import Bootstrap, LinearGaussian
+
+        init()
+        ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)
+        _, y = ssm.simulate(100, seed=1)
+        result = run_sharded(Bootstrap(ssm, y), 1_000_000, seed=0)   # 250 000 particles per rank
+        full = result.gather()                                        # the whole population on rank 0
+    """
+    return ShardedSMC(
+        model, n_particles, resampler=resampler, policy=policy, seed=seed, history=history, group=group
+    ).run()
+
+
+def _cummax(x: Array) -> Array:
+    """Running maximum along the last axis (numpy or torch)."""
+    if hasattr(x, "cummax"):
+        return x.cummax(dim=-1).values
+    return np.maximum.accumulate(x, axis=-1)
+
+
+def _index_dtype(xp: Any, n_total: int) -> Any:
+    return xp.int32 if n_total < 2**31 else xp.int64
+
+
+def _host(x: Array) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
