@@ -14,6 +14,7 @@ from smckit.errors import (
     PluginConflictError,
     PluginError,
     PluginLoadError,
+    ProcessGroupError,
     ShapeError,
     SMCError,
     UnknownPluginError,
@@ -54,5 +55,6 @@ __all__ = [
     "AmbiguousPluginError",
     "PluginConflictError",
     "PluginLoadError",
+    "ProcessGroupError",
     "__version__",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "AmbiguousPluginError",
     "PluginConflictError",
     "PluginLoadError",
+    "ProcessGroupError",
 ]
 
 
@@ -122,3 +123,7 @@ class PluginLoadError(PluginError):
         super().__init__(message)
         self.plugin = plugin
         self.cause = cause
+
+
+class ProcessGroupError(SMCError, RuntimeError):
+    """torch.distributed is unavailable or not initialised, or another rank failed during a distributed run."""

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from smckit.backend import Array, device_of, is_numpy, is_torch
-from smckit.errors import InvalidArgumentError, ShapeError, SMCError
+from smckit.errors import InvalidArgumentError, ProcessGroupError, ShapeError
 
 __all__ = [
     "ProcessGroupError",
@@ -65,10 +65,6 @@ _DTYPES = (
     "complex64",
     "complex128",
 )
-
-
-class ProcessGroupError(SMCError, RuntimeError):
-    """torch.distributed is unavailable or not initialised, or a rank failed during a distributed run."""
 
 
 def _torch() -> Any:
