@@ -108,8 +108,8 @@ def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
         scaled = xp.exp(log_w - m)
         total = xp.sum(scaled, axis=-1, keepdims=True)
         log_z = xp.log(total) + m
-        normalised = scaled / total
-        ess_value = 1.0 / xp.sum(normalised * normalised, axis=-1)
+        total = xp.squeeze(total, axis=-1)
+        ess_value = total * total / xp.sum(scaled * scaled, axis=-1)
         return xp.squeeze(log_z, axis=-1), log_w - log_z, ess_value
 
 

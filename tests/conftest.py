@@ -15,6 +15,13 @@ settings.register_profile("dev", max_examples=40, deadline=None, suppress_health
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
+try:  # torch's intra-op threads fight each other on small CI machines; tests use small tensors anyway
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is an optional dependency
+    pass
+
 BACKENDS = ["numpy", "torch"]
 DTYPES = ["float64", "float32"]
 
