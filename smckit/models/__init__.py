@@ -1,0 +1,33 @@
+"""Classic SMC models: state-space models, particle filters and an adaptive tempering sampler.
+
+- :class:`StateSpaceModel`: the abstract hidden-Markov model (initial law, transition, observation density);
+  :class:`LinearGaussian` (with the exact :func:`kalman_filter`) and :class:`StochasticVolatility`.
+- :class:`Bootstrap` and :class:`Guided`: the particle filters of a state-space model as Feynman-Kac models.
+- :class:`AdaptiveTempering`: an SMC sampler from a prior to a posterior with adaptive exponents and
+  random-walk Metropolis moves.
+
+Every model runs on numpy and torch (CPU or CUDA) from one implementation, with leading batch dimensions.
+"""
+
+from smckit.models.filters import Bootstrap, Guided
+from smckit.models.kalman import KalmanResult, kalman_filter
+from smckit.models.linear_gaussian import LinearGaussian, OptimalProposal
+from smckit.models.ssm import MultivariateNormal, Proposal, StateSpaceModel
+from smckit.models.stochastic_volatility import StochasticVolatility
+from smckit.models.tempering import AdaptiveTempering, TemperingState, tempering_trace
+
+__all__ = [
+    "StateSpaceModel",
+    "Proposal",
+    "MultivariateNormal",
+    "LinearGaussian",
+    "OptimalProposal",
+    "StochasticVolatility",
+    "KalmanResult",
+    "kalman_filter",
+    "Bootstrap",
+    "Guided",
+    "AdaptiveTempering",
+    "TemperingState",
+    "tempering_trace",
+]
