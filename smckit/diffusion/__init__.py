@@ -1,0 +1,100 @@
+"""The diffusion adapter: steer a diffusion model with SMC as a Feynman-Kac model.
+
+A diffusion model becomes a Feynman-Kac model whose final target is ``p_theta(x0) exp(lam r(x0))``:
+
+- :class:`NoiseSchedule`: ``alphas_cumprod`` and the descending list of sampling timesteps, built directly
+  (:meth:`NoiseSchedule.linear`, :meth:`NoiseSchedule.cosine`) or read from a diffusers ``DDPMScheduler`` /
+  ``DDIMScheduler`` (:meth:`NoiseSchedule.from_diffusers`); the previous timestep is the next entry of the
+  list, never recomputed from a stride;
+- :class:`Denoiser`: any callable ``(x_t, t, **conditioning) -> output`` with ``prediction_type`` epsilon,
+  sample or v_prediction, turned into the noise estimate and the Tweedie estimate ``x0_hat`` (optionally
+  clipped or thresholded, consistently for the mean, the reward and the log-density);
+  :meth:`Denoiser.from_unet` wraps diffusers ``UNet2DModel`` and ``UNet2DConditionModel``;
+- :class:`DDPM` and :class:`DDIM`: the Gaussian reverse steps (mean, std, ``x0_hat``, ``log_prob``), with a
+  deterministic last step; :class:`Guided` shifts a step's mean along the reward gradient;
+- :class:`RewardSteering`: the Feynman-Kac model (state ``{"x", "eps", "x0_hat", "reward", ...}`` of shape
+  ``(groups, particles, *event)``), with the reward potentials ``diff``, ``max``, ``sum`` and ``rt``
+  (:mod:`smckit.diffusion.potentials`), optional ``decode`` for latent diffusion, chunked reward calls, and
+  schedule-consistent rebirth noise for Fleming-Viot resampling;
+- :class:`GaussianMixture`: an analytic Gaussian-mixture diffusion with an exact denoiser, whose tilt by a
+  linear reward is again a Gaussian mixture in closed form (a ground truth for tests).
+
+Importing :mod:`smckit.diffusion` does not import torch: the names below load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from smckit.diffusion.denoiser import Denoiser, DenoiserOutput
+    from smckit.diffusion.gmm import GaussianMixture, component_masses, linear_reward
+    from smckit.diffusion.potentials import (
+        DiffPotential,
+        MaxPotential,
+        RewardPotential,
+        RtPotential,
+        SumPotential,
+        make_potential,
+    )
+    from smckit.diffusion.schedule import NoiseSchedule
+    from smckit.diffusion.steering import RewardSteering
+    from smckit.diffusion.transitions import DDIM, DDPM, GaussianStep, Guided, Transition, make_proposal
+
+__all__ = [
+    "NoiseSchedule",
+    "Denoiser",
+    "DenoiserOutput",
+    "Transition",
+    "GaussianStep",
+    "DDPM",
+    "DDIM",
+    "Guided",
+    "make_proposal",
+    "RewardPotential",
+    "DiffPotential",
+    "MaxPotential",
+    "SumPotential",
+    "RtPotential",
+    "make_potential",
+    "RewardSteering",
+    "GaussianMixture",
+    "component_masses",
+    "linear_reward",
+]
+
+_WHERE = {
+    "NoiseSchedule": "schedule",
+    "Denoiser": "denoiser",
+    "DenoiserOutput": "denoiser",
+    "Transition": "transitions",
+    "GaussianStep": "transitions",
+    "DDPM": "transitions",
+    "DDIM": "transitions",
+    "Guided": "transitions",
+    "make_proposal": "transitions",
+    "RewardPotential": "potentials",
+    "DiffPotential": "potentials",
+    "MaxPotential": "potentials",
+    "SumPotential": "potentials",
+    "RtPotential": "potentials",
+    "make_potential": "potentials",
+    "RewardSteering": "steering",
+    "GaussianMixture": "gmm",
+    "component_masses": "gmm",
+    "linear_reward": "gmm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smckit.diffusion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"smckit.diffusion.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

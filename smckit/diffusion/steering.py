@@ -1,0 +1,418 @@
+"""Reward steering of a diffusion model as a Feynman-Kac model.
+
+Target: ``p_theta(x0) exp(lam r(x0))``, with ``p_theta`` the sampler's law and ``r`` a reward on (decoded)
+clean samples. With S sampling timesteps ``t_1 > ... > t_S`` (the schedule's list) the model has ``S + 1``
+SMC steps, and every step's state is at one noise level:
+
+- step 0: the initial draw ``x ~ N(0, I)`` at level ``t_1``, the denoiser's estimates there, and the
+  log-potential ``lam h_0`` (``= lam r(x0_hat)`` for ``diff``; see :mod:`smckit.diffusion.potentials`);
+- step k = 1 .. S-1: a reverse move ``t_k -> t_{k+1}`` (DDPM, DDIM or guided), the denoiser at the new
+  point, and the log-potential ``lam (h_k - h_{k-1})`` (plus the importance correction of a guided move);
+- step S: the deterministic last move to the final level (the sample ``x0``), its reward, and the
+  log-potential ``lam (r(x0) - h_{S-1})``.
+
+So ``num_steps = S + 1`` (not S: the initial draw is weighted too) and a run costs exactly S denoiser calls per
+particle, one per timestep. The product of all the potentials along a path is ``exp(lam r(x0))`` for every
+potential type (times the guided proposal's importance ratios): the final weighted particles target
+``p_theta(x0) exp(lam r(x0))``. For ``diff`` the potentials after step 0 sum to ``lam (r(x0) - r(x0_hat at
+t_1))``.
+
+The state is a dict of tensors of shape ``(groups, particles, ...)`` (each group is an independent population,
+e.g. one prompt or class):
+
+========================  ========================  ====================================================
+key                       shape                     meaning
+========================  ========================  ====================================================
+``"x"``                   (G, n, *event)            x_t at the step's level (the sample x0 at the end)
+``"eps"``                 (G, n, *event)            the denoiser's noise estimate at x (0 at the end)
+``"x0_hat"``              (G, n, *event)            the Tweedie estimate at x (x itself at the end)
+``"reward"``              (G, n)                    r(x0_hat), through ``decode`` when given
+``"twist"``               (G, n)                    h_k, in reward units
+``"memory"``              (G, n)                    the potential's running statistic
+``"log_correction"``      (G, n)                    guided moves only: log p(x_prev | x_t) - log q(...)
+========================  ========================  ====================================================
+
+Everything a step computes stays on the state's device and dtype: noise comes from the run's generator
+(:class:`smckit.random.RNG`, ``like=x``), schedule coefficients are Python floats, and nothing is copied to the
+host inside the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from smckit.diffusion.denoiser import Denoiser, DenoiserOutput
+from smckit.diffusion.potentials import RewardPotential, make_potential
+from smckit.diffusion.schedule import NoiseSchedule
+from smckit.diffusion.transitions import Guided, Transition, make_proposal
+from smckit.errors import BackendError, InvalidArgumentError, ShapeError
+from smckit.model import FeynmanKac
+from smckit.random import RNG
+
+__all__ = ["RewardSteering"]
+
+Tensor = Any
+State = dict[str, Any]
+
+
+class RewardSteering(FeynmanKac):
+    """Steer a diffusion sampler towards ``p(x0) exp(lam r(x0))`` with SMC (see the module notes).
+
+    Parameters
+    ----------
+    denoiser : Denoiser or callable
+        The network, ``(x_t, t, **conditioning) -> output``; a plain callable is wrapped with
+        :meth:`Denoiser.wrap` (epsilon prediction unless it has a ``prediction_type`` attribute).
+    schedule : NoiseSchedule
+        Noise levels and sampling timesteps.
+    reward : callable, optional
+        ``reward(x0, **reward_conditioning) -> (B,)`` on a batch ``(B, *event)`` of clean samples (decoded first
+        when ``decode`` is given). ``None``: no reward (plain sampling, all potentials zero).
+    event_shape : sequence of int
+        The shape of one sample, e.g. ``(2,)`` or ``(1, 8, 8)``.
+    lam : float
+        The strength lambda of the tilt.
+    potential : str or RewardPotential
+        ``"diff"`` (default), ``"max"``, ``"sum"``, ``"rt"`` or a registered name.
+    sampler : str or Transition
+        ``"ddpm"`` (default), ``"ddim"`` or a registered proposal name or transition object.
+    eta : float
+        DDIM's stochasticity when ``sampler="ddim"``.
+    guidance : float, optional
+        Use the gradient-guided proposal (:class:`Guided`) with this scale; the importance correction is added
+        to the potentials. Needs a differentiable reward (and decode).
+    decode : callable, optional
+        ``decode(z) -> x`` for latent diffusion: the reward sees ``decode(x0_hat)``.
+    chunk_size : int, optional
+        At most this many samples per reward (and decode) call.
+    denoiser_chunk_size : int, optional
+        At most this many samples per denoiser call.
+    conditioning : dict, optional
+        Keyword arguments of the denoiser. Tensors must have a leading axis of length ``groups``; they are
+        broadcast to every particle of the group (e.g. ``encoder_hidden_states`` of shape (G, L, D),
+        ``class_labels`` of shape (G,)). Other values are passed unchanged.
+    reward_conditioning : dict, optional
+        The same for the reward (e.g. the target class of each group).
+    groups : int
+        G, the number of independent populations (the batch axis of the run).
+    dtype : torch.dtype, optional
+        Of the particles (default: torch's default dtype).
+    device : str or torch.device, optional
+        Where everything runs (default: the CPU). Conditioning tensors must already live there.
+
+    Attributes
+    ----------
+    num_steps : int
+        ``len(schedule.timesteps) + 1``.
+    transition : Transition
+        The model's own reverse step.
+    proposal : Transition
+        What the particles move with (the transition, or the guided one).
+    denoiser_calls : int
+        Per-sample denoiser evaluations made so far (G * n per timestep), for accounting.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For invalid sizes or options (e.g. guidance without a reward).
+    BackendError
+        For conditioning tensors on another device.
+
+    Examples
+    --------
+    >>> import torch, smckit
+    >>> from smckit.diffusion import GaussianMixture, NoiseSchedule, RewardSteering
+    >>> gmm = GaussianMixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], 0.25, dtype=torch.float64)
+    >>> schedule = NoiseSchedule.linear(num_steps=20)
+    >>> model = RewardSteering(gmm.denoiser(schedule), schedule, lambda x: x[:, 0], lam=1.0,
+    ...                        event_shape=(2,), groups=2, dtype=torch.float64)
+    >>> result = smckit.run(model, 64, seed=0)
+    >>> tuple(result.particles["x"].shape), tuple(result.log_weights.shape)
+    ((2, 64, 2), (2, 64))
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser | Callable[..., Tensor],
+        schedule: NoiseSchedule,
+        reward: Callable[..., Tensor] | None = None,
+        *,
+        event_shape: Sequence[int],
+        lam: float = 1.0,
+        potential: str | RewardPotential = "diff",
+        sampler: str | Transition = "ddpm",
+        eta: float = 0.0,
+        guidance: float | None = None,
+        decode: Callable[[Tensor], Tensor] | None = None,
+        chunk_size: int | None = None,
+        denoiser_chunk_size: int | None = None,
+        conditioning: Mapping[str, Any] | None = None,
+        reward_conditioning: Mapping[str, Any] | None = None,
+        groups: int = 1,
+        dtype: Any = None,
+        device: Any = None,
+    ):
+        import torch
+
+        if not isinstance(schedule, NoiseSchedule):
+            raise InvalidArgumentError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        self.denoiser = Denoiser.wrap(denoiser)
+        self.schedule = schedule
+        self.reward = reward
+        self.event_shape = tuple(int(s) for s in event_shape)
+        if any(s < 1 for s in self.event_shape):
+            raise InvalidArgumentError(f"event_shape must hold positive sizes, got {tuple(event_shape)}")
+        self.lam = float(lam)
+        if not math.isfinite(self.lam):
+            raise InvalidArgumentError(f"lam must be finite, got {lam}")
+        self.potential = make_potential(potential)
+        if isinstance(sampler, str) and sampler == "ddim":
+            self.transition = make_proposal("ddim", eta=eta)
+        else:
+            if eta != 0.0:
+                raise InvalidArgumentError("eta applies to sampler='ddim' only")
+            self.transition = make_proposal(sampler)
+        self.proposal: Transition = self.transition
+        if guidance is not None and float(guidance) != 0.0:
+            if self.transition.needs_gradient:
+                raise InvalidArgumentError(f"sampler {self.transition!r} is already guided; do not pass guidance too")
+            self.proposal = Guided(self.transition, scale=float(guidance))
+        if self.proposal.needs_gradient and reward is None:
+            raise InvalidArgumentError(f"the proposal {self.proposal!r} needs a reward to take the gradient of")
+        self.decode = decode
+        self.chunk_size = _check_chunk(chunk_size, "chunk_size")
+        self.denoiser_chunk_size = _check_chunk(denoiser_chunk_size, "denoiser_chunk_size")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise InvalidArgumentError(f"groups must be a positive integer, got {groups!r}")
+        self.groups = groups
+        self.dtype = dtype if dtype is not None else torch.get_default_dtype()
+        self.device = torch.device(device if device is not None else "cpu")
+        self._like = torch.empty(0, dtype=self.dtype, device=self.device)
+        self.conditioning = self._check_conditioning(conditioning, "conditioning")
+        self.reward_conditioning = self._check_conditioning(reward_conditioning, "reward_conditioning")
+        self._flat_cond: dict[tuple[str, int], dict[str, Any]] = {}
+        self.num_steps = len(schedule.timesteps) + 1
+        self.denoiser_calls = 0
+
+    # -- the Feynman-Kac model ---------------------------------------------------------------------------
+    def initial(self, n: int, rng: RNG) -> State:
+        """Draw ``x ~ N(0, I)`` at the first timestep and evaluate the denoiser and the reward there."""
+        x = rng.normal((self.groups, int(n), *self.event_shape), like=self._like)
+        return self._arrive(0, x, None)
+
+    def propose(self, t: int, state: State, rng: RNG) -> State:
+        """Move from level ``t-1`` to level ``t`` (the final level when ``t = S``) and evaluate there."""
+        s = len(self.schedule.timesteps)
+        if not 1 <= t <= s:
+            raise InvalidArgumentError(f"RewardSteering has steps 0 .. {s}, got propose at step {t}")
+        x = state["x"]
+        alpha_bar, alpha_bar_prev = self.schedule.level(t - 1), self.schedule.level(t)
+        out = DenoiserOutput(state["eps"], state["x0_hat"])
+        step = self.proposal(x, out, alpha_bar, alpha_bar_prev, final=t == s, event_ndim=len(self.event_shape))
+        noise = rng.normal(tuple(x.shape), like=x) if step.std > 0.0 else None
+        grad = None
+        if self.proposal.needs_gradient and step.std > 0.0:
+            grad = self._reward_gradient(state["x0_hat"])
+        x_new, correction = self.proposal.propose(step, noise, grad, alpha_bar_prev)
+        new = self._arrive(t, x_new, state)
+        if self.proposal.has_correction:
+            new["log_correction"] = correction if correction is not None else new["twist"].new_zeros(new["twist"].shape)
+        return new
+
+    def log_potential(self, t: int, prev: State | None, state: State) -> Tensor:
+        """``lam (h_t - h_{t-1})`` (``lam h_0`` at step 0), plus the guided move's importance correction."""
+        log_g = self.lam * state["twist"] if prev is None else self.lam * (state["twist"] - prev["twist"])
+        correction = state.get("log_correction")
+        return log_g if correction is None else log_g + correction
+
+    def rebirth(self, t: int, state: State, mask: Tensor, scale: float, rng: RNG) -> State:
+        """Re-noise reborn particles consistently with the schedule (Fleming-Viot rebirth noise).
+
+        At the level ``a`` of the state (that of step ``t - 1``), a reborn particle keeps its ``x0_hat`` and its
+        implied noise ``e = (x - sqrt(a) x0_hat) / sqrt(1 - a)`` is mixed with fresh noise ``xi``:
+        ``x <- sqrt(a) x0_hat + sqrt(1 - a) (sqrt(1 - scale^2) e + scale xi)``, as DDIM's eta mixes noise. If
+        ``x0_hat`` and ``e`` were an independent clean sample and standard noise, the marginal at that level
+        would be unchanged. ``x0_hat``, the reward and the twist stay (nothing is re-evaluated); the stored noise
+        estimate moves with ``x``. The weights are not corrected: with ``scale > 0`` this is the FVD heuristic,
+        not an exact move; ``scale = 0`` returns the state unchanged, so clones stay identical.
+
+        Parameters
+        ----------
+        t : int
+            The step about to propose (the state is at level ``t - 1``).
+        state : dict
+        mask : bool tensor, shape (G, n)
+            The reborn particles.
+        scale : float
+            In [0, 1].
+        rng : RNG
+
+        Returns
+        -------
+        dict, the state with ``x`` and ``eps`` replaced at the masked particles
+        """
+        scale = float(scale)
+        if not 0.0 <= scale <= 1.0:
+            raise InvalidArgumentError(f"rebirth noise scale must be in [0, 1], got {scale}")
+        if scale == 0.0:
+            return state
+        if not 1 <= t <= len(self.schedule.timesteps):
+            raise InvalidArgumentError(f"rebirth at step {t}: the state must be at a noisy level")
+        a = self.schedule.level(t - 1)
+        sa, sb = math.sqrt(a), math.sqrt(1.0 - a)
+        x, x0_hat, eps = state["x"], state["x0_hat"], state["eps"]
+        implied = (x - sa * x0_hat) / sb
+        fresh = rng.normal(tuple(x.shape), like=x)
+        mixed = math.sqrt(1.0 - scale * scale) * implied + scale * fresh
+        m = mask.reshape(tuple(mask.shape) + (1,) * len(self.event_shape))
+        new = dict(state)
+        new["x"] = (sa * x0_hat + sb * mixed).where(m, x)
+        new["eps"] = (eps + (mixed - implied)).where(m, eps)
+        return new
+
+    # -- evaluation at one level ---------------------------------------------------------------------------
+    def _arrive(self, i: int, x: Tensor, prev: State | None) -> State:
+        """The state at level ``i`` for the points ``x``: denoiser estimates, reward, twist."""
+        s = len(self.schedule.timesteps)
+        if i < s:
+            out = self._denoise(i, x)
+            eps, x0_hat = out.eps, out.x0_hat
+        else:
+            eps, x0_hat = x.new_zeros(x.shape), x
+        reward = self._reward(x0_hat)
+        if prev is None:
+            twist, memory = self.potential.initial(reward)
+        else:
+            twist, memory = self.potential.update(reward, prev["twist"], prev["memory"])
+            if i == s:
+                twist = reward  # the final twist is r(x0) for every potential: the target is exact
+        state = {"x": x, "eps": eps, "x0_hat": x0_hat, "reward": reward, "twist": twist, "memory": memory}
+        if prev is None and self.proposal.has_correction:
+            state["log_correction"] = reward.new_zeros(reward.shape)
+        return state
+
+    def _denoise(self, i: int, x: Tensor) -> DenoiserOutput:
+        import torch
+
+        g, n = x.shape[0], x.shape[1]
+        t = self.schedule.timesteps[i]
+        alpha_bar = self.schedule.level(i)
+        flat = x.reshape(g * n, *self.event_shape)
+        cond = self._flat_conditioning("conditioning", n)
+        eps_parts, x0_parts = [], []
+        with torch.no_grad():
+            for lo, hi in _chunks(g * n, self.denoiser_chunk_size):
+                out = self.denoiser(flat[lo:hi], t, alpha_bar, **_slice(cond, lo, hi, g * n))
+                eps_parts.append(out.eps)
+                x0_parts.append(out.x0_hat)
+        self.denoiser_calls += g * n
+        eps, x0_hat = _cat(eps_parts), _cat(x0_parts)
+        return DenoiserOutput(eps.reshape(x.shape), x0_hat.reshape(x.shape))
+
+    def _reward(self, x0: Tensor) -> Tensor:
+        import torch
+
+        g, n = x0.shape[0], x0.shape[1]
+        if self.reward is None:
+            return x0.new_zeros((g, n))
+        flat = x0.reshape(g * n, *self.event_shape)
+        cond = self._flat_conditioning("reward_conditioning", n)
+        parts = []
+        with torch.no_grad():
+            for lo, hi in _chunks(g * n, self.chunk_size):
+                parts.append(self._call_reward(flat[lo:hi], _slice(cond, lo, hi, g * n)))
+        return _cat(parts).reshape(g, n)
+
+    def _reward_gradient(self, x0: Tensor) -> Tensor:
+        """``grad_x0 r(decode(x0))`` at every particle, shape (G, n, *event)."""
+        import torch
+
+        g, n = x0.shape[0], x0.shape[1]
+        flat = x0.reshape(g * n, *self.event_shape)
+        cond = self._flat_conditioning("reward_conditioning", n)
+        parts = []
+        with torch.enable_grad():
+            for lo, hi in _chunks(g * n, self.chunk_size):
+                chunk = flat[lo:hi].detach().requires_grad_(True)
+                r = self._call_reward(chunk, _slice(cond, lo, hi, g * n))
+                (grad,) = torch.autograd.grad(r.sum(), chunk)
+                parts.append(grad.detach())
+        return _cat(parts).reshape(x0.shape)
+
+    def _call_reward(self, x0: Tensor, cond: dict[str, Any]) -> Tensor:
+        assert self.reward is not None
+        decoded = self.decode(x0) if self.decode is not None else x0
+        r = self.reward(decoded, **cond)
+        if not hasattr(r, "shape") or tuple(r.shape) != (x0.shape[0],):
+            shape = tuple(r.shape) if hasattr(r, "shape") else type(r).__name__
+            raise ShapeError(
+                f"the reward returned {shape} for a batch of {x0.shape[0]} samples; expected ({x0.shape[0]},)"
+            )
+        if r.device != x0.device:
+            raise BackendError(f"the reward returned a tensor on {r.device} for samples on {x0.device}")
+        return r
+
+    # -- conditioning ----------------------------------------------------------------------------------
+    def _check_conditioning(self, cond: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+        out = dict(cond or {})
+        for key, value in out.items():
+            if not hasattr(value, "device") or not hasattr(value, "shape"):
+                continue
+            if value.ndim < 1 or value.shape[0] != self.groups:
+                raise ShapeError(
+                    f"{what}[{key!r}] has shape {tuple(value.shape)}; tensors need a leading axis of length "
+                    f"groups = {self.groups} (one row per group)"
+                )
+            if value.device != self.device:
+                raise BackendError(
+                    f"{what}[{key!r}] lives on {value.device} but the model runs on {self.device}; move it first"
+                )
+        return out
+
+    def _flat_conditioning(self, what: str, n: int) -> dict[str, Any]:
+        key = (what, n)
+        if key not in self._flat_cond:
+            flat = {}
+            for name, value in getattr(self, what).items():
+                if hasattr(value, "device") and hasattr(value, "shape"):
+                    rest = tuple(value.shape[1:])
+                    value = value.unsqueeze(1).expand(self.groups, n, *rest).reshape(self.groups * n, *rest)
+                flat[name] = value
+            self._flat_cond[key] = flat
+        return self._flat_cond[key]
+
+    def __repr__(self) -> str:
+        return (
+            f"RewardSteering({self.proposal!r}, potential={self.potential.name!r}, lam={self.lam:g}, "
+            f"steps={self.num_steps}, groups={self.groups}, event_shape={self.event_shape})"
+        )
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def _check_chunk(value: int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer or None, got {value!r}")
+    return value
+
+
+def _chunks(total: int, size: int | None) -> list[tuple[int, int]]:
+    step = total if size is None else size
+    return [(lo, min(lo + step, total)) for lo in range(0, total, step)]
+
+
+def _slice(cond: dict[str, Any], lo: int, hi: int, total: int) -> dict[str, Any]:
+    if lo == 0 and hi == total:
+        return cond
+    return {k: (v[lo:hi] if hasattr(v, "shape") and hasattr(v, "device") else v) for k, v in cond.items()}
+
+
+def _cat(parts: list[Tensor]) -> Tensor:
+    if len(parts) == 1:
+        return parts[0]
+    import torch
+
+    return torch.cat(parts, dim=0)
