@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from smckit.backend import Array, check_compatible, is_floating, is_numpy, namespace
+from smckit.backend import Array, check_compatible, is_floating, namespace
 from smckit.errors import BackendError, InvalidArgumentError, InvalidWeightsError, ShapeError
 from smckit.history import History, Result
 from smckit.model import FeynmanKac, supports_rebirth
 from smckit.policy import ESSBelow, Policy
 from smckit.random import RNG, as_rng
-from smckit.resamplers.base import Resampled, Resampler
+from smckit.resamplers.base import Capabilities, Resampled, Resampler
 from smckit.state import leaves, num_particles, take
-from smckit.weights import check_finite_or_minus_inf, check_not_extinct, log_normalise, reweigh
+from smckit.weights import check_finite_or_minus_inf, check_not_extinct, log_mean_exp, log_normalise, reweigh
 
 __all__ = ["SMC", "Step", "run"]
 
@@ -198,12 +198,12 @@ class SMC:
 
     def _next_step(self) -> Step:
         t = self.t + 1
-        state, log_w, resampled, ancestors, info = self._maybe_resample(t, self.state, self.log_weights)
+        state, log_w, resampled, ancestors, info, log_mass = self._maybe_resample(t, self.state, self.log_weights)
         prev = state
         state = self.model.propose(t, prev, self.rng)
         log_g = self.model.log_potential(t, prev, state)
         self._check_potential(t, log_g, state)
-        return self._weigh(t, state, log_w, log_g, self.log_evidence, resampled, ancestors, info)
+        return self._weigh(t, state, log_w, log_g, self.log_evidence, resampled, ancestors, info, log_mass)
 
     def _weigh(
         self,
@@ -215,8 +215,12 @@ class SMC:
         resampled: Any,
         ancestors: Array | None,
         info: dict[str, Any],
+        log_mass: Array | None = None,
     ) -> Step:
-        """Add log G_t to the normalised log-weights, update the evidence, check and record."""
+        """Add log G_t to the normalised log-weights, update the evidence, check and record.
+
+        ``log_mass`` is the log mean output weight of a resampling with non-uniform output weights (or None).
+        """
         xp = namespace(log_g)
         # log sum_i W_{t-1}^i G_t^i is the evidence increment, since log_w is normalised.
         increment, new_log_w, ess_t = reweigh(log_w + log_g)
@@ -230,7 +234,10 @@ class SMC:
                 err.result = partial
                 raise
             check_not_extinct(log_w + log_g, step=t, result=partial)
-        new_evidence = log_evidence + xp.astype(increment, log_evidence.dtype)
+        increment = xp.astype(increment, log_evidence.dtype)
+        if log_mass is not None:
+            increment = increment + log_mass
+        new_evidence = log_evidence + increment
 
         self.t, self.state, self.log_weights, self.log_evidence = t, state, new_log_w, new_evidence
         rec = self._records
@@ -244,8 +251,15 @@ class SMC:
             self._full[1].append(new_log_w)
         return Step(t, state, new_log_w, ess_t, resampled, new_evidence, info)
 
-    def _maybe_resample(self, t: int, state: State, log_w: Array) -> tuple[State, Array, Any, Array | None, dict]:
-        """Resample the rows the policy picks; returns (state, log_w, resampled, ancestors, info)."""
+    def _maybe_resample(
+        self, t: int, state: State, log_w: Array
+    ) -> tuple[State, Array, Any, Array | None, dict, Array | None]:
+        """Resample the rows the policy picks.
+
+        Returns (state, log_w, resampled, ancestors, info, log_mass), where ``log_mass`` (or ``None`` for 0) is
+        ``log mean exp`` of the resampler's output log-weights per row: schemes with non-uniform output weights
+        scale them so that this mass is 1 in expectation, and adding its log keeps the evidence unbiased.
+        """
         xp = namespace(log_w)
         decision = self.policy.decide(t, self._records["ess"][-1] / self.n)
         identity = None
@@ -253,20 +267,25 @@ class SMC:
             identity = xp.broadcast_to(xp.arange(self.n, dtype=xp.int32, device=_device(log_w)), log_w.shape)
         if isinstance(decision, (bool, np.bool_)):
             if not decision:
-                return state, log_w, False, identity, {}
+                return state, log_w, False, identity, {}, None
             mask = None
         else:
             mask = decision
             # On the CPU the check is free; on an accelerator it would stall the device, so there the resampler
             # runs and the rows that keep their particles are restored with `where` instead.
             if str(_device(mask)) == "cpu" and not bool(mask.any()):
-                return state, log_w, mask, identity, {}
+                return state, log_w, mask, identity, {}, None
 
         out = self.resampler(log_w, self.rng)
         _check_resampled(out, log_w, t)
         ancestors = out.ancestors
         new_log_w = log_normalise(xp.astype(out.log_weights, log_w.dtype))
         reborn = out.reborn
+        log_mass = None
+        if not getattr(self.resampler, "capabilities", Capabilities()).uniform_output_weights:
+            log_mass = xp.astype(log_mean_exp(xp.astype(out.log_weights, log_w.dtype)), xp.float64)
+            if mask is not None:
+                log_mass = xp.where(mask, log_mass, xp.zeros_like(log_mass))
         if mask is not None:
             keep = ~mask
             ancestors = xp.where(keep[..., None], xp.astype(_arange(self.n, log_w), ancestors.dtype), ancestors)
@@ -277,7 +296,7 @@ class SMC:
         if reborn is not None and self.rebirth_noise != 0.0:
             state = self.model.rebirth(t, state, reborn, self.rebirth_noise, self.rng)  # type: ignore[attr-defined]
         recorded = None if self.history_mode == "none" else xp.astype(ancestors, xp.int32)
-        return state, new_log_w, (True if mask is None else mask), recorded, dict(out.info)
+        return state, new_log_w, (True if mask is None else mask), recorded, dict(out.info), log_mass
 
     # -- checks -----------------------------------------------------------------------------------------
     def _check_potential(self, t: int, log_g: Array, state: State, first: bool = False) -> None:

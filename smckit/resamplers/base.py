@@ -18,7 +18,9 @@ class Capabilities:
     Attributes
     ----------
     unbiased : bool
-        ``E[count_i] = n_out * W_i`` for every particle i.
+        ``E[count_i] = n_out * W_i`` for every particle i; for schemes with non-uniform output weights, the
+        expected output weight mass of the copies of i, ``E[sum_{k: a_k = i} exp(log_weights_k)]``, equals
+        ``n_out * W_i`` (for zero output log-weights the two agree).
     count_bounds : str or None
         ``"floor_ceil"``: each count is ``floor`` or ``ceil`` of ``n_out * W_i`` (systematic, SSP);
         ``"at_least_floor"``: each count is at least ``floor(n_out * W_i)`` (residual); ``None``: no bound.
@@ -49,7 +51,10 @@ class Resampled:
     ancestors : integer array, shape (*batch, n_out)
         Index of each new particle's parent along the particle axis.
     log_weights : float array, shape (*batch, n_out)
-        Log-weights after resampling (zeros for the standard schemes).
+        Log-weights after resampling (zeros for the standard schemes). A scheme whose output weights are not
+        uniform (``capabilities.uniform_output_weights = False``) scales them so that
+        ``E[sum over the copies k of particle i of exp(log_weights_k)] = n_out * W_i``; the engine then adds
+        ``log mean exp(log_weights)`` to the log-evidence, which keeps it unbiased.
     reborn : boolean array of shape (*batch, n_out) or None
         Particles that were killed and refilled with a copy of another (Fleming-Viot); they may receive
         rebirth noise through the model's ``rebirth``.
