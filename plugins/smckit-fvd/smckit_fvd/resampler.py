@@ -1,0 +1,406 @@
+"""Fleming-Viot resampling: independent Bernoulli survival, rebirth of the dead from the excess weight.
+
+With normalised weights ``W_i`` in a row of n particles and ``m_i = n W_i`` (the weight relative to the mean):
+
+1. survival: particle i survives, in its own slot, with probability ``s_i = min(1, m_i)``, independently of the
+   others. Every particle at or above the mean weight survives; at equal weights nobody dies.
+2. birth: each dead slot is refilled by a copy of a parent drawn independently with probability
+   proportional to the excess ``(m_j - 1)+`` (default), so that ``E[count_i] = min(1, m_i) + (m_i - 1)+ = m_i``:
+   the expected number of deaths, ``sum_j (1 - m_j)+``, equals the total excess ``sum_j (m_j - 1)+`` because
+   the m_j average to one. Alternatives: parents uniform among the survivors (classical Fleming-Viot) or
+   proportional to weight among the survivors; neither is unbiased.
+3. selection strength: the log-weights are multiplied by an exponent beta before step 1 (``W ∝ w**beta``); with
+   a target absorption rate, beta is chosen per row so that the death fraction tracks it
+   (:mod:`smckit_fvd.controller`).
+
+Reference: Shekhar, Mukherjee, Zhang and Zhang, *Fleming-Viot Diffusion*, arXiv 2604.06779 v1 (April 2026).
+Version 2 of that arXiv identifier is a different method (VASR).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from smckit import (
+    Capabilities,
+    ExtinctionError,
+    InvalidArgumentError,
+    InvalidWeightsError,
+    Resampled,
+    ShapeError,
+)
+from smckit.backend import Array, describe, device_of, is_floating, is_numpy, is_torch, namespace
+from smckit.random import RNG
+from smckit.weights import logsumexp
+
+from smckit_fvd.controller import CONTROLLERS, AbsorptionController, make_controller, temper
+
+__all__ = ["FlemingViot", "PARENT_RULES"]
+
+PARENT_RULES = ("excess", "survivors-uniform", "survivors-weighted")
+
+
+class FlemingViot:
+    """Fleming-Viot resampler: Bernoulli survival with probability ``min(1, n W_i)``, rebirth of the dead.
+
+    Parameters
+    ----------
+    parent : {"excess", "survivors-uniform", "survivors-weighted"}
+        How a dead slot picks its parent. ``"excess"`` (default): proportional to ``(n W_j - 1)+``, which
+        makes the offspring counts unbiased (``E[count_i] = n W_i``). ``"survivors-uniform"``: uniformly among
+        the survivors (classical Fleming-Viot). ``"survivors-weighted"``: proportional to ``W_j`` among the
+        survivors. The last two are not unbiased.
+    absorption : float in (0, 1) or None
+        Target absorption rate alpha*: the fraction of particles killed per resampling that the selection
+        exponent beta is tuned to. ``None`` (default): beta stays at ``beta`` (1 unless given).
+    controller : {"robbins-monro", "exact"} or AbsorptionController
+        How beta is tuned when ``absorption`` is set: the stochastic-approximation rule on observed deaths
+        (stateful across calls) or bisection on the expected deaths at each call (stateless).
+    beta : float
+        The fixed selection exponent without ``absorption``, or the Robbins-Monro starting value with it.
+    keep_target : bool
+        Carry the part of the weight that selection did not use, ``(1 - beta) log W`` of the parent (plus a
+        per-row constant), as the post-resampling log-weight, so that the weighted population still targets
+        the untempered weights: copies of i arrive in proportion to ``W_i**beta`` and carry ``W_i**(1 - beta)``.
+        Without it (default) the output weights are equal, and for beta != 1 the population is tilted to
+        ``w**beta``.
+    rebirth_noise : float
+        Scale the engine passes to ``model.rebirth(t, state, reborn, scale, rng)`` for the refilled slots
+        (0: clones are exact copies).
+    controller_options : dict, optional
+        Extra keyword options of the controller (``step_size``, ``step_exponent``, ``iterations``,
+        ``beta_bounds``).
+
+    Attributes
+    ----------
+    name : str
+        ``"fleming-viot"``.
+    capabilities : Capabilities
+        ``unbiased`` only for the excess rule with no tilt left in the target (no absorption, beta = 1, or
+        ``keep_target``); never a count bound; ``n_out`` must equal n.
+    rebirth_noise : float
+        See above.
+    controller : AbsorptionController or None
+        The absorption controller (``None`` without ``absorption``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        For an unknown parent rule or controller, an absorption rate outside (0, 1), a non-positive beta or a
+        negative rebirth noise.
+
+    Notes
+    -----
+    The engine hands the resampler the *accumulated* normalised log-weights: under a policy that skips steps,
+    they hold the potentials of every step since the last resampling, and beta applies to all of them. With
+    resampling at every step they are exactly the incremental log-potentials.
+
+    The Robbins-Monro controller keeps its state (beta per row, step counter) on this object. A registered name
+    passed to :func:`smckit.run` builds a fresh object per run; an object passed directly carries its state into
+    the next run (call :meth:`reset` between runs) and must not be shared by runs that execute concurrently.
+    With a per-row policy (``ESSBelow``), the engine resamples every row and restores those that did not need it,
+    so the controller also learns from those rows; prefer a static policy (``Always``, ``Every``) with
+    ``absorption``.
+
+    Each call costs O(n) per row plus one batched binary search of the (sorted) uniforms for the dead slots,
+    with no Python loop over particles. Survivors keep their slot; dead slots receive their parents in
+    increasing parent order, so the ancestors are not exchangeable (the counts have the stated law).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smckit.random import RNG
+    >>> out = FlemingViot()(np.log(np.array([0.1, 0.2, 0.3, 0.4])), RNG(0))
+    >>> out.ancestors.shape, int(out.info["deaths"])
+    ((4,), 1)
+    """
+
+    name = "fleming-viot"
+
+    def __init__(
+        self,
+        *,
+        parent: str = "excess",
+        absorption: float | None = None,
+        controller: str | AbsorptionController = "robbins-monro",
+        beta: float = 1.0,
+        keep_target: bool = False,
+        rebirth_noise: float = 0.0,
+        controller_options: dict[str, Any] | None = None,
+    ):
+        if parent not in PARENT_RULES:
+            raise InvalidArgumentError(f"unknown parent rule {parent!r}; choose one of {PARENT_RULES}")
+        beta = float(beta)
+        if not (beta > 0.0 and np.isfinite(beta)):
+            raise InvalidArgumentError(f"beta must be a positive finite number, got {beta}")
+        rebirth_noise = float(rebirth_noise)
+        if not (rebirth_noise >= 0.0 and np.isfinite(rebirth_noise)):
+            raise InvalidArgumentError(f"rebirth_noise must be a non-negative finite number, got {rebirth_noise}")
+        self.parent = parent
+        self.beta = beta
+        self.keep_target = bool(keep_target)
+        self.rebirth_noise = rebirth_noise
+        self.absorption = None if absorption is None else float(absorption)
+        self.controller: AbsorptionController | None = None
+        if isinstance(controller, AbsorptionController):
+            if absorption is not None and controller.target != self.absorption:
+                raise InvalidArgumentError(
+                    f"absorption={absorption} disagrees with the controller's target {controller.target}"
+                )
+            self.controller = controller
+            self.absorption = controller.target
+        elif absorption is not None:
+            options = dict(controller_options or {})
+            if controller in ("robbins-monro", "rm"):
+                options.setdefault("beta0", beta)
+            self.controller = make_controller(controller, float(absorption), **options)
+        elif controller not in CONTROLLERS:
+            raise InvalidArgumentError(f"unknown absorption controller {controller!r}; choose one of {CONTROLLERS}")
+        elif controller_options:
+            raise InvalidArgumentError("controller_options need absorption=... (a target rate)")
+        tilted = self.controller is not None or beta != 1.0
+        self.capabilities = Capabilities(
+            unbiased=parent == "excess" and (self.keep_target or not tilted),
+            count_bounds=None,
+            variable_size=False,
+            uniform_output_weights=not self.keep_target,
+            sorted_ancestors=False,
+            backends=("numpy", "torch"),
+        )
+
+    def reset(self) -> None:
+        """Forget the controller's state (Robbins-Monro: back to the initial beta)."""
+        if self.controller is not None:
+            self.controller.reset()
+
+    # -- the resampling ---------------------------------------------------------------------------------
+    def __call__(self, log_weights: Array, rng: RNG, *, n_out: int | None = None) -> Resampled:
+        """Resample one population per row.
+
+        Parameters
+        ----------
+        log_weights : array, shape (*batch, n)
+            Unnormalised log-weights (``-inf``: weight zero); every row needs a finite entry.
+        rng : smckit.random.RNG
+            The random source; draws are made on the backend and device of ``log_weights``.
+        n_out : int, optional
+            Must be n (or ``None``): the scheme keeps the population size.
+
+        Returns
+        -------
+        Resampled
+            ``ancestors`` (*batch, n) int64 (survivors: their own index); ``log_weights`` (*batch, n) zeros,
+            or with ``keep_target`` ``(1 - beta) log W`` of the parent plus ``log sum_j W_j**beta``, a scale
+            chosen so that ``E[sum_{k: ancestors_k = i} exp(log_weights_k)] = n W_i``; ``reborn`` (*batch, n) bool,
+            the refilled slots; ``info`` with ``deaths`` (*batch,) int64, ``death_fraction`` (*batch,),
+            ``beta`` (*batch,) and ``absorption_target`` (float or None).
+
+        Raises
+        ------
+        InvalidArgumentError
+            If ``n_out`` differs from n, or ``log_weights`` is not a floating-point numpy array or torch tensor.
+        ShapeError
+            If ``log_weights`` has no particle axis or zero particles.
+        InvalidWeightsError
+            For NaN or ``+inf`` log-weights (checked on the CPU only: on an accelerator the check would stall the
+            device, and the engine has already validated the weights it passes).
+        ExtinctionError
+            For a row whose log-weights are all ``-inf`` (CPU only, as above).
+        """
+        log_weights = _validated(log_weights, n_out)
+        n = int(log_weights.shape[-1])
+        xp = namespace(log_weights)
+        dev = device_of(log_weights)
+        shape = tuple(log_weights.shape)
+        log_w = _shift(log_weights)  # l_i - max_j l_j: the largest is 0; shift-invariant from here on
+        tilted = self.controller is not None or self.beta != 1.0
+        if self.controller is not None:
+            beta = self.controller.beta(log_w)
+        else:
+            beta = xp.full(shape[:-1], self.beta, dtype=log_w.dtype, device=dev)
+        selection = temper(log_w, beta) if tilted else log_w  # still 0 at each row's largest weight
+        e = xp.exp(selection)
+        m = e * (float(n) / xp.sum(e, axis=-1, keepdims=True))  # m_i = n W_i(beta), see relative_weights
+
+        # 1. survival: u < min(1, m) <=> u < m since u < 1; so m >= 1 survives surely (the largest always does).
+        survive = rng.uniform(shape, like=m) < m
+        dead = ~survive
+        dead_count = xp.astype(dead, xp.int64)
+        deaths = xp.sum(dead_count, axis=-1)
+
+        # 2. birth: the k-th dead slot (in slot order) copies the k-th of `deaths` sorted draws from q.
+        slots = xp.broadcast_to(xp.arange(n, dtype=xp.int64, device=dev), shape)
+        width = _draw_width(deaths, n)
+        if width > 0:
+            q = self._parent_weights(m, survive)
+            parents = _sorted_draws(q, deaths, width, rng)
+            rank = xp.cumulative_sum(dead_count, axis=-1) - 1
+            from_parent = xp.take_along_axis(parents, xp.clip(rank, 0, width - 1), axis=-1)
+            ancestors = xp.where(dead, from_parent, slots)
+        else:
+            ancestors = slots + 0  # nobody died: a writable copy of the identity
+
+        # 3. output weights, diagnostics, controller feedback.
+        if self.keep_target and tilted:
+            # The weight selection left unused, W**(1 - beta), times sum_j W_j**beta: a copy of i arrives
+            # n W_i**beta / sum_j W_j**beta times on average, so E[sum over copies of i of exp(log-weight)] = n W_i.
+            log_norm = log_w - xp.expand_dims(logsumexp(log_w), axis=-1)  # log W
+            kept = temper(log_norm, 1.0 - beta) + xp.expand_dims(logsumexp(temper(log_norm, beta)), axis=-1)
+            out_log_w = xp.take_along_axis(kept, ancestors, axis=-1)
+        else:
+            out_log_w = xp.zeros(shape, dtype=log_w.dtype, device=dev)
+        death_fraction = xp.astype(deaths, log_w.dtype) / float(n)
+        if self.controller is not None:
+            self.controller.observe(death_fraction)
+        info = {
+            "deaths": deaths,
+            "death_fraction": death_fraction,
+            "beta": beta,
+            "absorption_target": self.absorption,
+        }
+        return Resampled(ancestors=ancestors, log_weights=out_log_w, reborn=dead, info=info)
+
+    def _parent_weights(self, m: Array, survive: Array) -> Array:
+        """Unnormalised parent probabilities q (*batch, n) of the chosen rule (zero where no parent may be)."""
+        xp = namespace(m)
+        alive = xp.astype(survive, m.dtype)
+        if self.parent == "survivors-uniform":
+            return alive
+        if self.parent == "survivors-weighted":
+            return alive * m
+        excess = xp.clip(m - 1.0, 0.0, None)
+        # Round-off can leave a row with deaths but no excess (every m within an ulp of 1): its dead slots then
+        # copy survivors uniformly. In exact arithmetic, deaths imply a positive excess.
+        has_excess = xp.sum(excess, axis=-1, keepdims=True) > 0.0
+        return xp.where(has_excess, excess, alive)
+
+    def __repr__(self) -> str:
+        parts = [f"parent={self.parent!r}"]
+        if self.controller is not None:
+            parts.append(f"absorption={self.absorption}, controller={self.controller!r}")
+        elif self.beta != 1.0:
+            parts.append(f"beta={self.beta}")
+        if self.keep_target:
+            parts.append("keep_target=True")
+        if self.rebirth_noise:
+            parts.append(f"rebirth_noise={self.rebirth_noise}")
+        return f"FlemingViot({', '.join(parts)})"
+
+
+def _validated(log_weights: Any, n_out: Any) -> Array:
+    """Check the input of a call (type, shape, dtype, n_out; on the CPU also NaN, +inf and extinct rows)."""
+    if not (is_numpy(log_weights) or is_torch(log_weights)):
+        raise InvalidArgumentError(
+            f"log_weights must be a numpy array or a torch tensor, got {type(log_weights).__name__}"
+        )
+    if log_weights.ndim < 1 or log_weights.shape[-1] < 1:
+        shape = tuple(log_weights.shape)
+        raise ShapeError(f"log_weights must have shape (*batch, n) with n >= 1, the particle axis last; got {shape}")
+    if not is_floating(log_weights):
+        raise InvalidArgumentError(f"log_weights must be floating point, got {describe(log_weights)}")
+    n = int(log_weights.shape[-1])
+    if n_out is not None and (isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer)) or n_out != n):
+        raise InvalidArgumentError(
+            f"Fleming-Viot resampling keeps the population size: n_out must be None or n = {n}, got {n_out!r}"
+        )
+    if is_torch(log_weights):
+        log_weights = log_weights.detach()
+    if str(device_of(log_weights)) == "cpu":
+        host = np.asarray(log_weights)
+        if np.isfinite(host).all():  # the common case, in one pass
+            return log_weights
+        bad = np.isnan(host) | np.isposinf(host)
+        if bad.any():
+            rows = tuple(tuple(int(i) for i in r) for r in np.argwhere(bad.any(axis=-1)))
+            raise InvalidWeightsError(
+                f"the Fleming-Viot resampler got {int(bad.sum())} NaN or +inf log-weight(s); a log-weight must be a "
+                "real number or -inf (weight zero)",
+                step=-1,
+                count=int(bad.sum()),
+                rows=rows,
+            )
+        extinct = np.isneginf(host).all(axis=-1)
+        if extinct.any():
+            rows = tuple(tuple(int(i) for i in r) for r in np.argwhere(extinct)) if extinct.ndim else ((),)
+            where = f"batch row(s) {list(rows)[:5]}" if rows != ((),) else "the population"
+            raise ExtinctionError(
+                f"every log-weight of {where} is -inf: there is nothing to resample from",
+                step=-1,
+                rows=rows,
+            )
+    return log_weights
+
+
+def _shift(log_weights: Array) -> Array:
+    """``l - max(l)`` per row (rows of all ``-inf`` stay ``-inf``), shape ``(*batch, n)``."""
+    xp = namespace(log_weights)
+    top = xp.max(log_weights, axis=-1, keepdims=True)
+    return log_weights - xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+
+
+def _draw_width(deaths: Array, n: int) -> int:
+    """How many parent draws to make per row: the largest death count on the CPU (reading it is free there),
+    ``n - 1`` (the most deaths possible) on an accelerator, where reading it would stall the device."""
+    if n <= 1:
+        return 0
+    if is_torch(deaths) and deaths.device.type != "cpu":
+        return n - 1
+    return int(np.max(np.asarray(deaths))) if np.size(np.asarray(deaths)) else 0
+
+
+def _sorted_draws(q: Array, k: Array, width: int, rng: RNG) -> Array:
+    """Per row, ``k`` independent draws from the distribution ∝ ``q``, in increasing order, in the first k slots.
+
+    Sorted uniforms come from spacings of exponentials: with ``G_j = E_0 + ... + E_j``, the ratios
+    ``G_0/G_k, ..., G_{k-1}/G_k`` are k sorted uniforms on (0, 1). One inverse-CDF search then maps them to
+    indices; the cumulative sum is taken in float64 and normalised by its own last entry, so it ends at exactly
+    1 and a zero-weight particle (a flat step of the CDF) is never selected. Slots ``>= k`` are filler.
+
+    Parameters
+    ----------
+    q : array, shape (*batch, n)
+        Non-negative weights, with a positive entry in every row where ``k > 0``.
+    k : integer array, shape (*batch,)
+        Number of draws per row, ``0 <= k <= width``.
+    width : int
+        The number of slots returned per row, at least ``max(k)`` and at least 1.
+    rng : RNG
+
+    Returns
+    -------
+    int64 array, shape (*batch, width), entries in ``[0, n)``
+    """
+    xp = namespace(q)
+    n = int(q.shape[-1])
+    f64 = xp.float64
+    spacings = rng.exponential((*q.shape[:-1], width + 1), like=q, dtype=f64)
+    g = xp.cumulative_sum(spacings, axis=-1)
+    g_k = xp.take_along_axis(g, xp.clip(k, 0, width)[..., None], axis=-1)
+    u = g[..., :width] / g_k
+    cdf = xp.cumulative_sum(xp.astype(q, f64, copy=False), axis=-1)
+    if is_torch(cdf) and cdf.device.type != "cpu":
+        # A parallel scan may round cdf_j above cdf_{j-1} although q_j = 0; carry the last value of a positive
+        # q forward so that a zero-weight particle is a flat step of the CDF, as a sequential sum makes it.
+        import torch
+
+        cdf = torch.cummax(torch.where(q > 0, cdf, torch.zeros_like(cdf)), dim=-1).values
+    total = cdf[..., -1:]
+    cdf = cdf / xp.where(total > 0.0, total, xp.ones_like(total))
+    return xp.clip(_search_right(cdf, u), 0, n - 1)
+
+
+def _search_right(cdf: Array, u: Array) -> Array:
+    """``#{j : cdf[..., j] <= u[..., i]}`` per row (int64), for a sorted ``cdf``; batched over leading axes."""
+    if is_torch(cdf):
+        import torch
+
+        return torch.searchsorted(cdf.contiguous(), u.contiguous(), right=True)
+    if cdf.ndim == 1:
+        return np.searchsorted(cdf, u, side="right").astype(np.int64)
+    rows_c = cdf.reshape(-1, cdf.shape[-1])
+    rows_u = u.reshape(-1, u.shape[-1])
+    out = np.empty(rows_u.shape, dtype=np.int64)
+    for r in range(rows_c.shape[0]):  # a loop over batch rows, not particles
+        out[r] = np.searchsorted(rows_c[r], rows_u[r], side="right")
+    return out.reshape(u.shape)
