@@ -81,19 +81,96 @@ class RNG:
 
     # -- draws ------------------------------------------------------------------------------------------
     def uniform(self, shape: Any, *, like: Array | None = None, dtype: Any = None) -> Array:
-        """Uniform draws on [0, 1) with the backend, device and dtype of ``like`` (numpy float64 by default)."""
+        """Uniform draws on [0, 1).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the draws.
+        like : array, optional
+            A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
+            float64 when omitted.
+        dtype : dtype, optional
+            Overrides the dtype of ``like``.
+
+        Returns
+        -------
+        array of shape ``shape``
+            On the backend and device of ``like``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            For a numpy dtype other than float32 or float64.
+        """
         return self._draw("uniform", _shape(shape), like, dtype)
 
     def normal(self, shape: Any, *, like: Array | None = None, dtype: Any = None) -> Array:
-        """Standard normal draws with the backend, device and dtype of ``like``."""
+        """Standard normal draws.
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the draws.
+        like : array, optional
+            A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
+            float64 when omitted.
+        dtype : dtype, optional
+            Overrides the dtype of ``like``.
+
+        Returns
+        -------
+        array of shape ``shape``
+            On the backend and device of ``like``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            For a numpy dtype other than float32 or float64.
+        """
         return self._draw("normal", _shape(shape), like, dtype)
 
     def exponential(self, shape: Any, *, like: Array | None = None, dtype: Any = None) -> Array:
-        """Standard exponential draws (rate 1) with the backend, device and dtype of ``like``."""
+        """Standard exponential draws (rate 1).
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            Shape of the draws.
+        like : array, optional
+            A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
+            float64 when omitted.
+        dtype : dtype, optional
+            Overrides the dtype of ``like``.
+
+        Returns
+        -------
+        array of shape ``shape``
+            On the backend and device of ``like``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            For a numpy dtype other than float32 or float64.
+        """
         return self._draw("exponential", _shape(shape), like, dtype)
 
     def integers(self, high: int, shape: Any, *, like: Array | None = None) -> Array:
-        """Integers uniform on ``{0, ..., high-1}`` (int64) with the backend and device of ``like``."""
+        """Integers uniform on ``{0, ..., high-1}``.
+
+        Parameters
+        ----------
+        high : int
+            One past the largest value.
+        shape : int or tuple of int
+            Shape of the draws.
+        like : array, optional
+            A numpy array or torch tensor whose backend and device the draws take (numpy when omitted).
+
+        Returns
+        -------
+        int64 array of shape ``shape``
+        """
         shape = _shape(shape)
         if like is not None and is_torch(like):
             import torch

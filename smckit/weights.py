@@ -26,10 +26,22 @@ __all__ = [
 ]
 
 
+def _shift(log_w: Array) -> tuple[Array, Array]:
+    """``(log_w - m, m)`` with ``m`` the row maximum (0 for rows without a finite maximum), keepdims.
+
+    Every quantity below is computed from ``log_w - m``, which an exact shift of ``log_w`` leaves unchanged:
+    that makes normalised weights and ESS shift-invariant bit for bit, also in float32.
+    """
+    xp = namespace(log_w)
+    m = xp.max(log_w, axis=-1, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    return log_w - m, m
+
+
 def logsumexp(log_w: Array, axis: int = -1) -> Array:
     """``log(sum(exp(log_w)))`` along ``axis``, stable for large magnitudes.
 
-    A slice whose entries are all ``-inf`` gives ``-inf`` (not NaN).
+    A slice whose entries are all ``-inf`` gives ``-inf`` (not NaN, and without a numpy warning).
 
     Parameters
     ----------
@@ -42,10 +54,10 @@ def logsumexp(log_w: Array, axis: int = -1) -> Array:
     """
     xp = namespace(log_w)
     m = xp.max(log_w, axis=axis, keepdims=True)
-    # -inf rows: shift by 0 so that exp(-inf - 0) = 0 and the result is log(0) = -inf, not NaN.
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    s = xp.sum(xp.exp(log_w - m), axis=axis, keepdims=True)
-    return xp.squeeze(xp.log(s) + m, axis=axis)
+    with np.errstate(divide="ignore"):
+        s = xp.sum(xp.exp(log_w - m), axis=axis, keepdims=True)
+        return xp.squeeze(xp.log(s) + m, axis=axis)
 
 
 def log_mean_exp(log_w: Array, axis: int = -1) -> Array:
@@ -59,7 +71,9 @@ def log_normalise(log_w: Array) -> Array:
     Rows whose weights are all ``-inf`` come back as NaN; call :func:`check_not_extinct` first.
     """
     xp = namespace(log_w)
-    return log_w - xp.expand_dims(logsumexp(log_w), axis=-1)
+    shifted, _ = _shift(log_w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def normalise(log_w: Array) -> Array:
@@ -81,7 +95,10 @@ def ess(log_w: Array) -> Array:
         Between 1 and n for rows with at least one finite weight.
     """
     xp = namespace(log_w)
-    return xp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))
+    scaled = xp.exp(_shift(log_w)[0])
+    total = xp.sum(scaled, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return total * total / xp.sum(scaled * scaled, axis=-1)
 
 
 def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
@@ -103,14 +120,12 @@ def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
     xp = namespace(log_w)
     # Bad rows (NaN, +inf, all -inf) make log_z non-finite, which the caller checks; numpy must not warn here.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        m = xp.max(log_w, axis=-1, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-        scaled = xp.exp(log_w - m)
+        shifted, m = _shift(log_w)
+        scaled = xp.exp(shifted)
         total = xp.sum(scaled, axis=-1, keepdims=True)
-        log_z = xp.log(total) + m
-        total = xp.squeeze(total, axis=-1)
-        ess_value = total * total / xp.sum(scaled * scaled, axis=-1)
-        return xp.squeeze(log_z, axis=-1), log_w - log_z, ess_value
+        log_total = xp.log(total)
+        ess_value = xp.squeeze(total * total, axis=-1) / xp.sum(scaled * scaled, axis=-1)
+        return xp.squeeze(log_total + m, axis=-1), shifted - log_total, ess_value
 
 
 def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-potential") -> None:
