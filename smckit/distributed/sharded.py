@@ -12,10 +12,10 @@ interact runs unchanged. What couples the ranks is the weights:
   ESS and resampling decisions; its log-weights are the global normalised ones restricted to its block.
 - resampling (systematic or stratified, the schemes whose offspring counts are cumulative-sum differences):
   new particle k (k = 0 .. N-1) copies the particle j whose interval ``[N C_{j-1}, N C_j)`` contains the
-  position ``k + U`` (systematic, one shared uniform per row) or ``k + U_k`` (stratified), where ``C`` is the
+  position ``k + 1 - U`` (systematic, one shared uniform per row) or ``k + U_k`` (stratified), where ``C`` is the
   global cumulative weight. Each rank needs only the total weight of the ranks before it: an all-gather of R
   per-rank totals gives the exclusive scan ``B_r``, and particle j's copies occupy the new slots
-  ``[F(N C_{j-1}), F(N C_j))`` with ``F(x) = #{k : k + U_k < x}``: ``ceil(x - U)`` for systematic and
+  ``[F(N C_{j-1}), F(N C_j))`` with ``F(x)`` the number of positions below x: ``floor(x + U)`` for systematic and
   ``floor(x) + [U_floor(x) < x - floor(x)]`` for stratified. The shared uniforms come from a stream seeded
   identically on every rank, so no broadcast is needed. The boundaries ``B_r`` are summed in the same order on
   every rank and rank r's last cumulative weight is bit-for-bit ``B_{r+1}``, so neighbouring ranks agree on the
@@ -238,7 +238,9 @@ def offspring_ranges(
         if uniform is None:
             raise InvalidArgumentError("systematic resampling needs the shared uniform of each row")
         u = xp.asarray(uniform, dtype=xp.float64, device=dev)
-        ends = xp.clip(xp.ceil(x - u[..., None]), 0.0, float(n_total))
+        # The points k + 1 - u, k = 0 .. N-1, below x: floor(x + u), the convention of smckit's Systematic, so the
+        # same uniform gives the same counts as a single process.
+        ends = xp.clip(xp.floor(x + u[..., None]), 0.0, float(n_total))
         ends = xp.astype(ends, xp.int64)
     elif scheme == "stratified":
         if event_seed is None:
