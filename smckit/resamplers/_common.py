@@ -389,6 +389,9 @@ def _histogram(flat: Array, size: int) -> Array:
     return np.bincount(flat, minlength=size)
 
 
+_LINEAR_STEPS = 6  # walks inside a bucket before count_below switches the stragglers to bisection
+
+
 def count_below(values: Array, queries: Array, buckets: int, *, on_host: bool = True) -> Array:
     """``#{k : values[r, k] < queries[r, i]}`` for every row r and query i.
 
@@ -414,9 +417,10 @@ def count_below(values: Array, queries: Array, buckets: int, *, on_host: bool = 
     The counting merge is O(n + m): a histogram of the values over unit buckets (``bincount`` and a
     cumulative sum) gives the number of values below each query's bucket; the values inside the query's own
     bucket are then compared one after the other, all queries at once, the first two rounds densely and the
-    rest on the shrinking set of unresolved queries. A query walks at most the occupancy of its bucket (about
-    ``log m / log log m`` at most for uniforms); a value from a higher bucket, or a ``+inf`` sentinel at the
-    end, stops it.
+    rest on the shrinking set of unresolved queries, for a few steps (a bucket holds about
+    ``log m / log log m`` values at most for uniforms); the queries still unresolved after that, in crowded
+    buckets, are finished by a vectorised bisection. A value from a higher bucket, or a ``+inf`` sentinel at the
+    end of each row, stops a query.
     """
     if not on_host and is_torch(values):
         import torch
@@ -445,9 +449,24 @@ def count_below(values: Array, queries: Array, buckets: int, *, on_host: bool = 
     for _ in range(2):
         pos = pos + xp.astype(_take(flat_values, pos) < flat_queries, xp.int64)
     (active,) = xp.nonzero(_take(flat_values, pos) < flat_queries)
-    while int(active.shape[0]):
+    for _ in range(_LINEAR_STEPS):
+        if not int(active.shape[0]):
+            break
         pos[active] += 1
         active = _take(active, xp.nonzero(_take(flat_values, _take(pos, active)) < _take(flat_queries, active))[0])
+    if int(active.shape[0]):
+        # Crowded buckets (many equal or clustered values, e.g. cumulative sums over tiny weights): finish the
+        # few queries left by a vectorised bisection between their position and their row's +inf sentinel, so
+        # the worst case costs log2(m) passes over them instead of one pass per value in the bucket.
+        lo = _take(pos, active)
+        hi = (active // n) * (m + 1) + m
+        q = _take(flat_queries, active)
+        while bool(xp.any(lo < hi)):
+            mid = (lo + hi) // 2
+            below = _take(flat_values, mid) < q
+            lo = xp.where(below, mid + 1, lo)
+            hi = xp.where(below, hi, mid)
+        pos[active] = lo
     counts = xp.reshape(pos, (rows, n))
     if rows > 1:
         counts = counts - (offset // buckets) * (m + 1)
