@@ -327,6 +327,9 @@ class _Checker:
                         values,
                     )
 
+        # A fixed, non-degenerate case first, so the check never rests on generated inputs that happen to be
+        # one-hot or of size one (where every scheme is trivially shift-invariant).
+        one(np.log(np.arange(1.0, 9.0)).astype(self.t.dtype)[None, :], 512.0, self.seed)
         try:
             from hypothesis import HealthCheck, given, settings
             from hypothesis import strategies as st
