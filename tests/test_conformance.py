@@ -167,7 +167,7 @@ class NotShiftInvariant(_Wrapped):
     def __call__(self, log_weights, rng, *, n_out=None):
         lw = np.asarray(log_weights)
         level = np.max(lw[np.isfinite(lw)])
-        rng.uniform((int(abs(level)) % 7 + 1,))
+        rng.uniform((int(abs(level)) % 7 + 1,), like=log_weights)  # from the stream the inner scheme uses
         return self.inner(log_weights, rng, n_out=n_out)
 
 
