@@ -39,6 +39,8 @@ from smckit_fvd.controller import CONTROLLERS, AbsorptionController, make_contro
 __all__ = ["FlemingViot", "PARENT_RULES"]
 
 PARENT_RULES = ("excess", "survivors-uniform", "survivors-weighted")
+"""The rules for choosing the parent of a dead slot: among particles with excess weight (unbiased, the default),
+uniformly among survivors (classical Fleming-Viot), or by weight among survivors."""
 
 
 class FlemingViot:
