@@ -19,7 +19,6 @@ from smckit.errors import InvalidArgumentError
 __all__ = ["RNG", "as_rng"]
 
 
-
 def _shape(shape: Any) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
         return (int(shape),)

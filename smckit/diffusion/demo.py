@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 METHODS = ("multinomial", "systematic", "fleming-viot", "best-of-n")
+"""The methods the demo compares, at an equal number of denoiser calls."""
+
 LABELS = {
     "multinomial": "multinomial SMC (FK steering)",
     "systematic": "systematic SMC",

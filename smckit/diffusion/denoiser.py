@@ -25,6 +25,8 @@ from smckit.errors import BackendError, InvalidArgumentError
 __all__ = ["Denoiser", "DenoiserOutput", "PREDICTION_TYPES"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+"""What a denoiser may predict: the noise, the clean sample, or the velocity (diffusers' names)."""
+
 Tensor = Any
 
 

@@ -57,6 +57,8 @@ IMAGE_SHAPE = (1, 8, 8)
 """Event shape of one digit image: one channel, 8 x 8 pixels."""
 NUM_PIXELS = 64
 NUM_CLASSES = 10
+"""The ten digit classes of the bundled example."""
+
 FORMAT_VERSION = 1
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -574,7 +576,7 @@ def train_digits(
     out : path
         The npz file to write (the parent folder must exist).
     settings : dict, optional
-        Training settings; defaults to :data:`DEFAULT_SETTINGS` (the shipped weights).
+        Training settings; defaults to ``DEFAULT_SETTINGS`` (the shipped weights).
     log : callable, optional
         Receives progress lines (default: silent).
 

@@ -11,7 +11,7 @@ Three ways to split the work
 =========================  ===========================================  =========================================
 mode                       what each rank holds                         use it when
 =========================  ===========================================  =========================================
-:func:`run_rows`           whole populations (batch rows, e.g. prompts)  you have many independent populations
+:func:`run_rows`           whole populations (batch rows, prompts)      you have many independent populations
 :func:`run_sharded`        a contiguous block of N/R particles of one   one population does not fit on a device
                            population; resampling is global
 :func:`run_islands`        an island of N/R particles that resamples    one big population, and communication

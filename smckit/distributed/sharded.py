@@ -84,6 +84,7 @@ __all__ = [
 
 State = Any
 SCHEMES = ("systematic", "stratified")
+"""The global resampling schemes of a sharded population."""
 
 
 # -- global weights ------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The Kalman filter: exact filtering and log-likelihood of a linear Gaussian state-space model (numpy).
 
 Time convention (as in the particle filters): ``x_0 ~ N(mu0, P0)`` is observed through ``y_0``, so the
-predictive law of x_0 is the prior itself. For t = 0 .. T-1:
+predictive law of x_0 is the prior itself. For t = 0 .. T-1::
 
     predict:  m_t|t-1 = A m_t-1|t-1,           P_t|t-1 = A P_t-1|t-1 A^T + Q       (t >= 1)
     update:   S_t = C P_t|t-1 C^T + R,          K_t = P_t|t-1 C^T S_t^{-1}

@@ -24,8 +24,13 @@ import pluggy
 __all__ = ["PROJECT", "hookspec", "hookimpl", "SMCKitHookSpecs"]
 
 PROJECT = "smckit"
+"""The pluggy project name of smckit's hooks."""
+
 hookspec = pluggy.HookspecMarker(PROJECT)
+"""Marks smckit's hook specifications (used by smckit itself)."""
+
 hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plugin's hook implementations: decorate ``smckit_register_resamplers`` and the other hooks with it."""
 
 
 class SMCKitHookSpecs:

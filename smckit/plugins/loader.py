@@ -74,8 +74,13 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "smckit.plugins"
+"""The entry-point group a plugin distribution declares its module in."""
+
 ENV_DISABLE_AUTOLOAD = "SMCKIT_DISABLE_PLUGIN_AUTOLOAD"
+"""Set to 1 to load only the built-ins (entry points are listed as disabled, not imported)."""
+
 ENV_STRICT = "SMCKIT_STRICT_PLUGINS"
+"""Set to 1 to turn plugin load errors and conflicts into exceptions."""
 
 BUILTIN_MODULES = ("smckit.resamplers", "smckit.diffusion.registry")
 """Modules that register smckit's own resamplers, potentials and proposals, loaded in this order."""
