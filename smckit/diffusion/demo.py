@@ -1,5 +1,5 @@
 """Steer the bundled 8x8 digits diffusion model to one digit class: multinomial SMC (FK steering), systematic SMC,
-Fleming-Viot SMC and best-of-N, at an equal number of denoiser calls.
+Fleming-Viot SMC (two configurations) and best-of-N, at an equal number of denoiser calls.
 
 The target is ``p(x0) p(y = c | x0)^lam``: the digits DDPM's law tilted by the bundled classifier's probability of
 class ``c`` (``lam = 1`` is the class-conditional law ``p(x0 | c)`` when the classifier is calibrated). Every method
@@ -7,9 +7,11 @@ runs ``groups`` independent populations of ``particles`` particles through ``ste
 per particle and step, so each spends ``groups * particles * steps`` denoiser calls (the table's last column) and
 returns ``keep`` samples per group:
 
-- the three SMC rows run :class:`~smckit.diffusion.RewardSteering` (DDPM steps with ``x0_hat`` clipped to
+- the four SMC rows run :class:`~smckit.diffusion.RewardSteering` (DDPM steps with ``x0_hat`` clipped to
   [-1, 1], ``diff`` potential, resampling when the ESS falls below half the particles, or at every step with
-  ``--policy always``) with the named resampler (Fleming-Viot with rebirth noise ``--fv-noise``); the
+  ``--policy always``) with the named resampler (Fleming-Viot with rebirth noise ``--fv-noise``, in its
+  unbiased default mode and, as in the FVD paper, with a target death fraction ``--fv-absorption`` whose
+  unused weight is carried forward so that the target does not change); the
   returned samples are ``keep`` draws, by systematic resampling, from each group's final weighted particles (an
   equally weighted sample of the SMC approximation of the target);
 - best-of-N runs the same sampler without a reward (``lam = 0``: no weights, no resampling) and returns the
@@ -57,13 +59,14 @@ __all__ = [
     "summarise",
 ]
 
-METHODS = ("multinomial", "systematic", "fleming-viot", "best-of-n")
+METHODS = ("multinomial", "systematic", "fleming-viot", "fleming-viot-absorption", "best-of-n")
 """The methods the demo compares, at an equal number of denoiser calls."""
 
 LABELS = {
     "multinomial": "multinomial SMC (FK steering)",
     "systematic": "systematic SMC",
     "fleming-viot": "Fleming-Viot SMC",
+    "fleming-viot-absorption": "Fleming-Viot SMC, absorption target",
     "best-of-n": "best-of-N",
 }
 DEFAULTS = {"particles": 64, "groups": 8, "keep": 8, "steps": 50}
@@ -92,6 +95,10 @@ class Setup:
         See ``policy``.
     fv_noise : float
         Fleming-Viot rebirth noise (schedule-consistent re-noising of the reborn particles; 0: exact clones).
+    fv_absorption : float
+        Target death fraction of the ``fleming-viot-absorption`` row (the FVD paper's configuration: the
+        selection exponent is solved per step so that this fraction dies; ``keep_target`` carries the unused
+        weight, so the target stays the tilted distribution).
     potential : str
         The reward potential of the SMC rows (``diff``, ``max``, ``sum``, ``rt``).
     seed : int
@@ -108,6 +115,7 @@ class Setup:
     policy: str = "ess"
     ess_threshold: float = 0.5
     fv_noise: float = 0.1
+    fv_absorption: float = 0.1
     potential: str = "diff"
     seed: int = 0
     device: str = "cpu"
@@ -240,6 +248,14 @@ def make_resampler(method: str, setup: Setup) -> Any:
 
     if method == "fleming-viot":
         return registry_make("fleming-viot", rebirth_noise=setup.fv_noise)
+    if method == "fleming-viot-absorption":
+        return registry_make(
+            "fleming-viot",
+            absorption=setup.fv_absorption,
+            controller="exact",
+            keep_target=True,
+            rebirth_noise=setup.fv_noise,
+        )
     return registry_make(method)
 
 
@@ -252,7 +268,7 @@ def run_method(bundle: Any, setup: Setup, method: str, *, bar: Any = None) -> Me
         ``(denoiser, schedule, classifier)`` from :func:`~smckit.diffusion.digits.load_digits_model`, on
         ``setup.device``.
     setup : Setup
-    method : {"multinomial", "systematic", "fleming-viot", "best-of-n"}
+    method : {"multinomial", "systematic", "fleming-viot", "fleming-viot-absorption", "best-of-n"}
         Or any other registered resampler name (run as an SMC row).
     bar : tqdm, optional
         Advanced by one per SMC step.
@@ -475,6 +491,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fv-noise", type=float, default=0.1, help="Fleming-Viot rebirth noise in [0, 1] (default 0.1)"
     )
+    parser.add_argument(
+        "--fv-absorption",
+        type=float,
+        default=0.1,
+        help="target death fraction of the 'fleming-viot-absorption' row (default 0.1)",
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
     parser.add_argument("--seed", type=int, default=0, help="seed shared by every method (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -523,6 +545,7 @@ def _main(args: argparse.Namespace) -> int:
         lam=float(args.lam),
         policy=args.policy,
         fv_noise=float(args.fv_noise),
+        fv_absorption=float(args.fv_absorption),
         seed=int(args.seed),
         device=str(args.device),
     )
@@ -547,7 +570,7 @@ def _main(args: argparse.Namespace) -> int:
             note = (
                 "skipped: the Fleming-Viot resampler comes from the smckit-fvd plugin, which is not installed "
                 "(pip install smckit-fvd)"
-                if method == "fleming-viot"
+                if method.startswith("fleming-viot")
                 else f"skipped: {exc}"
             )
             rows.append({"method": method, "skipped": True, "note": note})
