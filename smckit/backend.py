@@ -8,6 +8,7 @@ tensor is passed in.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import array_api_compat
@@ -39,6 +40,10 @@ def namespace(*arrays: Array) -> Any:
     BackendError
         If the arrays come from different libraries (numpy and torch mixed).
     """
+    # Fast path for the common case, all numpy arrays: the engine asks several times per step, and
+    # array_namespace's general dispatch costs microseconds that dominate small populations.
+    if all(type(a) is np.ndarray for a in arrays):
+        return _numpy_namespace()
     try:
         return array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
@@ -47,6 +52,11 @@ def namespace(*arrays: Array) -> Any:
             f"arrays from different backends were mixed: {', '.join(kinds)}; "
             "convert them to one library (numpy or torch) before calling smckit"
         ) from exc
+
+
+@functools.cache
+def _numpy_namespace() -> Any:
+    return array_api_compat.array_namespace(np.empty(0))
 
 
 def is_numpy(x: Array) -> bool:
