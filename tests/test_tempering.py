@@ -79,8 +79,6 @@ def test_every_step_ess_equals_the_target(backend, target):
     Exceptions by design: the step at which a row reaches lam = 1 (the exponent is clipped, ESS >= target),
     and steps after it (increment 0, uniform weights, ESS = n).
     """
-    if backend.name == "torch" and target != 0.5:
-        pytest.skip("the target sweep runs on numpy; torch checks the default target")
     B, n = 8, 500
     model = make_model(backend, batch=(B,), target=target, s=0.05)  # a sharp likelihood: many steps
     res = smckit.run(model, n, seed=3, history="full")
