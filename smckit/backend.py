@@ -35,6 +35,16 @@ Array = Any
 def namespace(*arrays: Array) -> Any:
     """The array-API namespace shared by ``arrays``.
 
+    Parameters
+    ----------
+    *arrays : array
+        numpy arrays or torch tensors (any shape).
+
+    Returns
+    -------
+    module
+        The array_api_compat namespace (``array_api_compat.numpy`` or ``array_api_compat.torch``).
+
     Raises
     ------
     BackendError
@@ -70,7 +80,18 @@ def is_torch(x: Array) -> bool:
 
 
 def device_of(x: Array) -> Any:
-    """The device of ``x`` (``"cpu"`` for numpy arrays)."""
+    """The device of ``x``.
+
+    Parameters
+    ----------
+    x : array
+        Any shape.
+
+    Returns
+    -------
+    device
+        ``"cpu"`` for numpy arrays, the tensor's ``torch.device`` otherwise.
+    """
     return array_api_compat.device(x)
 
 
@@ -115,6 +136,19 @@ def check_compatible(reference: Array, other: Array, *, what: str, dtype: bool =
 
 
 def arange_like(n: int, like: Array, *, dtype: Any = None) -> Array:
-    """``arange(n)`` with the backend and device of ``like`` (int64 unless ``dtype`` is given)."""
+    """``arange(n)`` with the backend and device of ``like``.
+
+    Parameters
+    ----------
+    n : int
+    like : array
+        Any shape; fixes backend and device.
+    dtype : dtype, optional
+        int64 by default.
+
+    Returns
+    -------
+    array, shape (n,)
+    """
     xp = namespace(like)
     return xp.arange(n, dtype=dtype if dtype is not None else xp.int64, device=device_of(like))

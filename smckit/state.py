@@ -24,6 +24,16 @@ def tree_map(fn: Callable[[Array], Array], state: State) -> State:
     """Apply ``fn`` to every array leaf of ``state``, keeping the nest's structure.
 
     Dicts, lists, tuples, namedtuples and dataclass instances are traversed; ``None`` is kept as is.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps an array to an array.
+    state : array or nest of arrays
+
+    Returns
+    -------
+    a nest of the same structure holding ``fn(leaf)`` for every leaf
     """
     if state is None:
         return None
@@ -40,7 +50,16 @@ def tree_map(fn: Callable[[Array], Array], state: State) -> State:
 
 
 def leaves(state: State) -> list[Array]:
-    """The array leaves of ``state``, in traversal order."""
+    """The array leaves of ``state``, in traversal order.
+
+    Parameters
+    ----------
+    state : array or nest of arrays
+
+    Returns
+    -------
+    list of arrays
+    """
     found: list[Array] = []
 
     def visit(x: Array) -> Array:
@@ -53,6 +72,17 @@ def leaves(state: State) -> list[Array]:
 
 def num_particles(state: State, batch_ndim: int = 0) -> int:
     """The length of the particle axis shared by every leaf.
+
+    Parameters
+    ----------
+    state : array or nest of arrays, each of shape (*batch, n, *event)
+    batch_ndim : int
+        ``len(batch)``.
+
+    Returns
+    -------
+    int
+        n.
 
     Raises
     ------

@@ -61,14 +61,32 @@ def logsumexp(log_w: Array, axis: int = -1) -> Array:
 
 
 def log_mean_exp(log_w: Array, axis: int = -1) -> Array:
-    """``log(mean(exp(log_w)))`` along ``axis``; shape ``(*batch,)``."""
+    """``log(mean(exp(log_w)))`` along ``axis``.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+    axis : int
+
+    Returns
+    -------
+    array, shape (*batch,)
+    """
     return logsumexp(log_w, axis=axis) - math.log(log_w.shape[axis])
 
 
 def log_normalise(log_w: Array) -> Array:
-    """Normalised log-weights: ``log_w - logsumexp(log_w)`` per row, shape ``(*batch, n)``.
+    """Normalised log-weights: ``log_w - logsumexp(log_w)`` per row.
 
-    Rows whose weights are all ``-inf`` come back as NaN; call :func:`check_not_extinct` first.
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+
+    Returns
+    -------
+    array, shape (*batch, n)
+        Exactly invariant to a common shift of ``log_w``. Rows whose weights are all ``-inf`` come back as
+        NaN; call :func:`check_not_extinct` first.
     """
     xp = namespace(log_w)
     shifted, _ = _shift(log_w)
@@ -77,7 +95,16 @@ def log_normalise(log_w: Array) -> Array:
 
 
 def normalise(log_w: Array) -> Array:
-    """Normalised weights ``W`` (summing to one per row), shape ``(*batch, n)``."""
+    """Normalised weights ``W``, summing to one per row.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+
+    Returns
+    -------
+    array, shape (*batch, n)
+    """
     xp = namespace(log_w)
     return xp.exp(log_normalise(log_w))
 
@@ -132,6 +159,19 @@ def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-poten
     """Raise :class:`InvalidWeightsError` if ``log_w`` holds NaN or ``+inf``.
 
     ``-inf`` is allowed: it is a weight of zero.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+    step : int
+        The step, for the message.
+    what : str
+        Where the values came from, for the message.
+
+    Raises
+    ------
+    InvalidWeightsError
+        With the step, the count of bad values and the affected rows.
     """
     xp = namespace(log_w)
     if bool(xp.all(xp.isfinite(log_w))):  # the common case, one pass
@@ -152,13 +192,36 @@ def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-poten
 
 
 def extinct_rows(log_w: Array) -> Array:
-    """Boolean mask ``(*batch,)`` of rows whose log-weights are all ``-inf``."""
+    """Rows whose log-weights are all ``-inf`` (every weight zero).
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+
+    Returns
+    -------
+    boolean array, shape (*batch,)
+    """
     xp = namespace(log_w)
     return xp.all(log_w == -float("inf"), axis=-1)
 
 
 def check_not_extinct(log_w: Array, *, step: int, result: object = None) -> None:
-    """Raise :class:`ExtinctionError` if any row has every log-weight equal to ``-inf``."""
+    """Raise :class:`ExtinctionError` if any row has every log-weight equal to ``-inf``.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+    step : int
+        The step, for the message.
+    result : Result, optional
+        The partial result to attach to the error.
+
+    Raises
+    ------
+    ExtinctionError
+        Naming the step and the extinct rows, carrying ``result``.
+    """
     xp = namespace(log_w)
     dead = extinct_rows(log_w)
     if bool(xp.any(dead)):
