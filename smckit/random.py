@@ -25,6 +25,30 @@ def _shape(shape: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+_DRAW_DOC = """{summary}
+
+Parameters
+----------
+shape : int or tuple of int
+    Shape of the draws.
+like : array, optional
+    A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
+    float64 when omitted.
+dtype : dtype, optional
+    Overrides the dtype of ``like``.
+
+Returns
+-------
+array of shape ``shape``
+    On the backend and device of ``like``.
+
+Raises
+------
+InvalidArgumentError
+    For a numpy dtype other than float32 or float64.
+"""
+
+
 class RNG:
     """A seeded random source that draws on the backend and device of a reference array.
 
@@ -80,79 +104,17 @@ class RNG:
 
     # -- draws ------------------------------------------------------------------------------------------
     def uniform(self, shape: Any, *, like: Array | None = None, dtype: Any = None) -> Array:
-        """Uniform draws on [0, 1).
-
-        Parameters
-        ----------
-        shape : int or tuple of int
-            Shape of the draws.
-        like : array, optional
-            A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
-            float64 when omitted.
-        dtype : dtype, optional
-            Overrides the dtype of ``like``.
-
-        Returns
-        -------
-        array of shape ``shape``
-            On the backend and device of ``like``.
-
-        Raises
-        ------
-        InvalidArgumentError
-            For a numpy dtype other than float32 or float64.
-        """
         return self._draw("uniform", _shape(shape), like, dtype)
 
     def normal(self, shape: Any, *, like: Array | None = None, dtype: Any = None) -> Array:
-        """Standard normal draws.
-
-        Parameters
-        ----------
-        shape : int or tuple of int
-            Shape of the draws.
-        like : array, optional
-            A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
-            float64 when omitted.
-        dtype : dtype, optional
-            Overrides the dtype of ``like``.
-
-        Returns
-        -------
-        array of shape ``shape``
-            On the backend and device of ``like``.
-
-        Raises
-        ------
-        InvalidArgumentError
-            For a numpy dtype other than float32 or float64.
-        """
         return self._draw("normal", _shape(shape), like, dtype)
 
     def exponential(self, shape: Any, *, like: Array | None = None, dtype: Any = None) -> Array:
-        """Standard exponential draws (rate 1).
-
-        Parameters
-        ----------
-        shape : int or tuple of int
-            Shape of the draws.
-        like : array, optional
-            A numpy array or torch tensor whose backend, device and (floating) dtype the draws take; numpy
-            float64 when omitted.
-        dtype : dtype, optional
-            Overrides the dtype of ``like``.
-
-        Returns
-        -------
-        array of shape ``shape``
-            On the backend and device of ``like``.
-
-        Raises
-        ------
-        InvalidArgumentError
-            For a numpy dtype other than float32 or float64.
-        """
         return self._draw("exponential", _shape(shape), like, dtype)
+
+    uniform.__doc__ = _DRAW_DOC.format(summary="Uniform draws on [0, 1).")
+    normal.__doc__ = _DRAW_DOC.format(summary="Standard normal draws.")
+    exponential.__doc__ = _DRAW_DOC.format(summary="Standard exponential draws (rate 1).")
 
     def integers(self, high: int, shape: Any, *, like: Array | None = None) -> Array:
         """Integers uniform on ``{0, ..., high-1}``.

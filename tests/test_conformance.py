@@ -12,21 +12,6 @@ from smckit.random import RNG
 from smckit.resamplers import Capabilities, Multinomial, Resampled, Systematic
 from smckit.testing import CHECKS, ConformanceError, ConformanceReport, check_resampler
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny torch ops on a loaded 2-core machine: OpenMP threads only add latency."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 FAST = {"backends": ("numpy",), "dtypes": ("float64",), "large": False, "examples": 15, "replicates": 600}
 
 

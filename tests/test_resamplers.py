@@ -41,20 +41,6 @@ BACKENDS = st.sampled_from(["numpy", "torch"])
 ids = [s.name for s in SCHEMES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny torch ops on a loaded 2-core machine: OpenMP threads only add latency."""
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def host(x):
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
