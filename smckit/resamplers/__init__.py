@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.plugins.hooks import hookimpl
+from smckit.resamplers._compiled import use_numba
 from smckit.resamplers.base import Capabilities, Resampled, Resampler
 from smckit.resamplers.killing import Killing
 from smckit.resamplers.multinomial import Multinomial
@@ -42,6 +43,7 @@ __all__ = [
     "Stratified",
     "Systematic",
     "smckit_register_resamplers",
+    "use_numba",
 ]
 
 BUILTIN: dict[str, tuple[type, str]] = {

@@ -33,12 +33,14 @@ import numpy as np
 from smckit.backend import Array, describe, device_of, is_floating, is_numpy, is_torch, namespace
 from smckit.errors import ExtinctionError, InvalidArgumentError, InvalidWeightsError, ShapeError
 from smckit.random import RNG, as_rng
+from smckit.resamplers import _compiled
 from smckit.resamplers.base import Resampled
 
 __all__ = [
     "Prepared",
     "prepare",
     "scaled_positions",
+    "quotient",
     "guard_cumulative",
     "ancestors_from_cumulative",
     "count_below",
@@ -49,8 +51,9 @@ __all__ = [
 ]
 
 # The scale N / total is multiplied by (1 + 4 eps): then fl(total * scale) >= N for every float64 total, since
-# each of the two roundings (of the quotient and of the product) loses at most eps/2 relative.
-_ROUND_UP = 1.0 + 4.0 * 2.0**-52
+# each of the two roundings (of the quotient and of the product) loses at most eps/2 relative. The compiled
+# kernels use the same constant.
+_ROUND_UP = _compiled._ROUND_UP
 
 
 @dataclass
@@ -74,6 +77,12 @@ class Prepared:
         cumulative sums bit for bit. ``False`` on accelerators, whose parallel scans need the explicit guard.
     rng : RNG
         The random source.
+    compiled : bool
+        Whether the scheme should run its fused CPU kernel (:mod:`smckit.resamplers._compiled`): the arrays are
+        in host memory and numba is installed and enabled. ``xp`` is then numpy, also for a CPU tensor input.
+    torch_output : bool
+        Whether a CPU tensor input is being resampled through a numpy view (``compiled``): :meth:`result`
+        hands the outputs back as tensors.
     """
 
     xp: Any
@@ -86,19 +95,26 @@ class Prepared:
     w: Array
     sequential_scan: bool
     rng: RNG
+    compiled: bool = False
+    torch_output: bool = False
 
     def uniform(self, shape: tuple[int, ...]) -> Array:
-        """Float64 uniforms on [0, 1) on the input's device."""
+        """Float64 uniforms on [0, 1) next to the weights.
+
+        On the host they come from the RNG's numpy stream whatever the array library (torch's CPU generator
+        is about three times slower for float64 here), so a numpy array and a CPU tensor holding the same
+        log-weights consume the same draws; an accelerator draws from its own torch generator.
+        """
+        if self.sequential_scan:
+            return _like(self.w, self.rng.uniform(shape))
         return self.rng.uniform(shape, like=self.w)
 
     def exponential(self, shape: tuple[int, ...]) -> Array:
-        """Float64 standard exponentials on the input's device.
-
-        numpy's ziggurat is the fastest route there; torch's CPU ``exponential_`` is slower than ``-log1p(-U)``.
-        """
-        if is_torch(self.w):
-            return -self.xp.log1p(-self.uniform(shape))
-        return self.rng.exponential(shape, like=self.w)
+        """Float64 standard exponentials next to the weights (numpy's ziggurat on the host, as :meth:`uniform`;
+        ``-log1p(-U)`` on an accelerator)."""
+        if self.sequential_scan:
+            return _like(self.w, self.rng.exponential(shape))
+        return -self.xp.log1p(-self.uniform(shape))
 
     def arange(self, n: int) -> Array:
         """``arange(n)`` as int64 on the input's device, shape (1, n)."""
@@ -108,18 +124,35 @@ class Prepared:
         """Cumulative sums along the particle axis (float64)."""
         return self.xp.cumulative_sum(w, axis=-1)
 
+    def most(self, counts: Array, bound: int) -> int:
+        """How many draws to make for per-row ``counts``: their maximum on the host, the static ``bound`` on an
+        accelerator (whose random stream must not depend on the weights, to avoid a synchronisation)."""
+        if not self.sequential_scan:
+            return bound
+        return int(self.xp.max(counts)) if self.rows else 0
+
     def per_row(self, x: Array) -> Array:
         """Reshape a per-row array of shape (rows, 1) or (rows,) to the batch shape."""
         return self.xp.reshape(x, self.batch)
 
     def result(self, ancestors: Array, *, reborn: Array | None = None, info: dict[str, Any] | None = None) -> Resampled:
         """Reshape (rows, n_out) outputs to (*batch, n_out) and attach equal (zero) output log-weights."""
-        xp = self.xp
+        info = dict(info or {})
+        if self.torch_output:
+            import torch
+
+            ancestors = torch.from_numpy(ancestors)
+            reborn = None if reborn is None else torch.from_numpy(reborn)
+            info = {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in info.items()}
+            xp: Any = namespace(ancestors)
+            log_weights = torch.zeros((*self.batch, self.n_out), dtype=self.dtype)
+        else:
+            xp = self.xp
+            log_weights = xp.zeros((*self.batch, self.n_out), dtype=self.dtype, device=self.device)
         shape = (*self.batch, self.n_out)
-        log_weights = xp.zeros(shape, dtype=self.dtype, device=self.device)
         if reborn is not None:
             reborn = xp.reshape(reborn, shape)
-        return Resampled(xp.reshape(ancestors, shape), log_weights, reborn, dict(info or {}))
+        return Resampled(xp.reshape(ancestors, shape), log_weights, reborn, info)
 
 
 def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, variable_size: bool) -> Prepared:
@@ -182,6 +215,16 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
     n_out = _check_n_out(n_out, n, name=name, variable_size=variable_size)
     device = device_of(log_weights)
     sequential = str(device) == "cpu"
+    compiled = sequential and _compiled.enabled()
+    dtype = log_weights.dtype
+    torch_output = compiled and is_torch(log_weights)
+    if torch_output:
+        # A CPU tensor: the kernels work on a numpy view (no copy for float64); result() returns tensors.
+        import torch
+
+        log_weights = log_weights.to(torch.float64).numpy()
+        xp = namespace(log_weights)
+        device = device_of(log_weights)
 
     lw = xp.reshape(xp.astype(log_weights, xp.float64, copy=False), (rows, n))
     top = xp.max(lw, axis=-1, keepdims=True)
@@ -192,7 +235,16 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
         ok = xp.isfinite(top)
         w = _exp_(lw - xp.where(ok, top, xp.zeros_like(top)))
         w = xp.where(ok & ~xp.isnan(w), w, xp.ones_like(w))
-    return Prepared(xp, batch, rows, n, n_out, log_weights.dtype, device, w, sequential, as_rng(rng))
+    return Prepared(xp, batch, rows, n, n_out, dtype, device, w, sequential, as_rng(rng), compiled, torch_output)
+
+
+def _like(w: Array, draws: np.ndarray) -> Array:
+    """Host draws as the array type of ``w`` (a zero-copy tensor for a CPU tensor)."""
+    if is_torch(w):
+        import torch
+
+        return torch.from_numpy(draws)
+    return draws
 
 
 def _exp_(x: Array) -> Array:
@@ -261,7 +313,29 @@ def scaled_positions(prep: Prepared, cumsum: Array, total: Array, draws: Any) ->
     float64 array, shape (rows, n)
         Non-decreasing per row, from ``>= 0`` to ``>= draws``; equal cumulative sums give equal positions.
     """
-    return cumsum * ((draws / total) * _ROUND_UP)
+    return cumsum * (quotient(draws, total) * _ROUND_UP)
+
+
+def quotient(numerator: Any, denominator: Array) -> Array:
+    """``numerator / denominator``, correctly rounded on every backend.
+
+    torch evaluates ``scalar / tensor`` as ``scalar * (1 / tensor)``, one ulp off at times; a tensor numerator
+    keeps the division exact, so numpy, torch and the compiled kernels agree bit for bit.
+
+    Parameters
+    ----------
+    numerator : int, float or array broadcastable to ``denominator``
+    denominator : float64 array
+
+    Returns
+    -------
+    float64 array, the shape of ``denominator`` (broadcast)
+    """
+    if is_torch(denominator) and not is_torch(numerator):
+        import torch
+
+        numerator = torch.full_like(denominator, float(numerator))
+    return numerator / denominator
 
 
 def cummax(x: Array) -> Array:
@@ -473,7 +547,7 @@ def count_below(values: Array, queries: Array, buckets: int, *, on_host: bool = 
     return counts
 
 
-def multinomial_cumulative_counts(prep: Prepared, cumsum: Array, total: Array, draws: Any, max_draws: int) -> Array:
+def multinomial_cumulative_counts(prep: Prepared, cumsum: Array, total: Array, draws: Any, spacings: Array) -> Array:
     """Cumulative counts ``G(x_i)`` of ``draws`` multinomial draws from sorted uniforms.
 
     The sorted uniforms are normalised cumulative sums of exponentials (their spacings), so no sort is
@@ -487,9 +561,9 @@ def multinomial_cumulative_counts(prep: Prepared, cumsum: Array, total: Array, d
         Positive normaliser (the last cumulative weight).
     draws : int or int64 array of shape (rows, 1)
         ``K``, the number of draws per row (at most ``max_draws``).
-    max_draws : int
-        A static upper bound on ``K``: ``max_draws + 1`` exponentials are drawn per row whatever ``K`` is, so
-        the random stream consumed does not depend on the weights.
+    spacings : float64 array, shape (rows, max_draws + 1)
+        Standard exponentials from :meth:`Prepared.exponential`, ``max_draws`` a static upper bound on ``K``:
+        drawing them whatever ``K`` is keeps the random stream consumed independent of the weights.
 
     Returns
     -------
@@ -498,7 +572,7 @@ def multinomial_cumulative_counts(prep: Prepared, cumsum: Array, total: Array, d
     """
     xp = prep.xp
     rows = prep.rows
-    spacings = prep.exponential((rows, max_draws + 1))
+    max_draws = int(spacings.shape[-1]) - 1
     partial = xp.cumulative_sum(spacings, axis=-1)
     if isinstance(draws, (int, np.integer)):
         k_int = xp.full((rows, 1), int(draws), dtype=xp.int64, device=prep.device)

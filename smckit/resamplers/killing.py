@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
+from smckit.resamplers import _compiled
 from smckit.resamplers._common import (
     ancestors_from_cumulative,
     guard_cumulative,
@@ -44,10 +45,14 @@ class Killing:
         xp, n = prep.xp, prep.n
         slots = prep.arange(n)
         killed = prep.uniform((prep.rows, n)) >= prep.w  # survives iff U < w_i (never when w_i = 0)
+        deaths = xp.sum(killed, axis=-1, keepdims=True, dtype=xp.int64)
+        spacings = prep.exponential((prep.rows, prep.most(deaths, n) + 1))
+        if prep.compiled:
+            ancestors = _compiled.killing(prep.w, killed, deaths[:, 0], spacings)
+            return prep.result(ancestors, reborn=killed, info={"deaths": prep.per_row(deaths)})
         killed_int = xp.astype(killed, xp.int64)
-        deaths = xp.sum(killed_int, axis=-1, keepdims=True)
         cumsum = prep.cumsum(prep.w)
-        cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], deaths, n)
+        cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], deaths, spacings)
         cum = guard_cumulative(prep, cum, prep.w, deaths)
         # The K replacements, sorted, in the first K slots (the slots beyond K hold n and are never read).
         replacements = ancestors_from_cumulative(prep, cum, n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
+from smckit.resamplers import _compiled
 from smckit.resamplers._common import (
     ancestors_from_cumulative,
     guard_cumulative,
@@ -41,8 +42,11 @@ class Multinomial:
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
         N = prep.n_out
+        spacings = prep.exponential((prep.rows, N + 1))
+        if prep.compiled:
+            return prep.result(_compiled.multinomial(prep.w, spacings, N))
         cumsum = prep.cumsum(prep.w)
-        cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], N, N)
+        cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], N, spacings)
         cum = guard_cumulative(prep, cum, prep.w, N)
         return prep.result(ancestors_from_cumulative(prep, cum, N))
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
+from smckit.resamplers import _compiled
 from smckit.resamplers._common import (
     ancestors_from_cumulative,
     guard_cumulative,
     multinomial_cumulative_counts,
     prepare,
+    quotient,
 )
 from smckit.resamplers.base import Capabilities, Resampled
 
@@ -41,16 +43,23 @@ class Residual:
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
         xp, N = prep.xp, prep.n_out
-        expected = prep.w * (N / xp.sum(prep.w, axis=-1, keepdims=True))
+        totals = xp.sum(prep.w, axis=-1, keepdims=True)
+        if prep.compiled:
+            whole, frac, rest = _compiled.floors(prep.w, totals[:, 0], N)
+            spacings = prep.exponential((prep.rows, prep.most(rest, min(N, prep.n)) + 1))
+            ancestors = _compiled.residual(whole, frac, rest, spacings, N)
+            return prep.result(ancestors, info={"residual_draws": prep.per_row(rest)})
+        expected = prep.w * quotient(N, totals)
         whole = xp.floor(expected)
         frac = expected - whole  # exact (Sterbenz), in [0, 1)
         whole = xp.astype(whole, xp.int64)
         # sum(expected) = N up to round-off far below 1, so the floors sum to at most N.
         rest = N - xp.sum(whole, axis=-1, keepdims=True)
+        spacings = prep.exponential((prep.rows, prep.most(rest, min(N, prep.n)) + 1))
         frac_cumsum = prep.cumsum(frac)
         frac_total = frac_cumsum[:, -1:]
         frac_total = xp.where(frac_total > 0, frac_total, xp.ones_like(frac_total))
-        cum = multinomial_cumulative_counts(prep, frac_cumsum, frac_total, rest, min(N, prep.n))
+        cum = multinomial_cumulative_counts(prep, frac_cumsum, frac_total, rest, spacings)
         cum = xp.cumulative_sum(whole, axis=-1) + guard_cumulative(prep, cum, frac, rest)
         return prep.result(ancestors_from_cumulative(prep, cum, N), info={"residual_draws": prep.per_row(rest)})
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
-from smckit.resamplers._common import expand, prepare
+from smckit.resamplers import _compiled
+from smckit.resamplers._common import expand, prepare, quotient
 from smckit.resamplers.base import Capabilities, Resampled
 
 __all__ = ["SSP"]
@@ -46,7 +47,16 @@ class SSP:
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=False)
         xp, n, rows = prep.xp, prep.n, prep.rows
-        expected = prep.w * (n / xp.sum(prep.w, axis=-1, keepdims=True))
+        totals = xp.sum(prep.w, axis=-1, keepdims=True)
+        # The n - 1 pairing uniforms of each row, level after level, each level a (rows, pairs) block.
+        u = prep.uniform((rows * (n - 1),))
+        if prep.compiled:
+            return prep.result(_compiled.ssp(prep.w, totals[:, 0], u))
+        level_uniforms, start = [], 0
+        for pairs in _pairs_per_level(n):
+            level_uniforms.append(xp.reshape(u[start : start + rows * pairs], (rows, pairs)))
+            start += rows * pairs
+        expected = prep.w * quotient(n, totals)
         whole = xp.floor(expected)
         open_frac = expected - whole  # exact (Sterbenz), in [0, 1)
         whole = xp.astype(whole, xp.int64)
@@ -66,7 +76,7 @@ class SSP:
             # a + b <= 1 and (1 - a, 1 - b) otherwise. In the form U (a' + b') < a' this is exact at the ends:
             # never when a' = 0, always when b' = 0 and a' > 0 (U (a' + b') rounds below a' for U < 1).
             a_ = xp.where(over, 1.0 - a, a)
-            keep_first = prep.uniform((rows, h)) * (a_ + xp.where(over, 1.0 - b, b)) < a_
+            keep_first = level_uniforms[len(settled_val)] * (a_ + xp.where(over, 1.0 - b, b)) < a_
             settled_idx.append(xp.where(keep_first, ib, ia))
             settled_val.append(over)
             frac = total - xp.astype(over, total.dtype)
@@ -84,3 +94,12 @@ class SSP:
 
     def __repr__(self) -> str:
         return "SSP()"
+
+
+def _pairs_per_level(n: int) -> list[int]:
+    """The number of pairings at each level of the tree over ``n`` open fractions (``n - 1`` in all)."""
+    pairs = []
+    while n > 1:
+        pairs.append(n // 2)
+        n = n // 2 + n % 2
+    return pairs

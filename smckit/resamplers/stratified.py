@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
+from smckit.resamplers import _compiled
 from smckit.resamplers._common import (
     ancestors_from_cumulative,
     guard_cumulative,
@@ -43,9 +44,11 @@ class Stratified:
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
         xp, N = prep.xp, prep.n_out
+        u = prep.uniform((prep.rows, N))
+        if prep.compiled:
+            return prep.result(_compiled.stratified(prep.w, u, N))
         cumsum = prep.cumsum(prep.w)
         x = scaled_positions(prep, cumsum, cumsum[:, -1:], N)
-        u = prep.uniform((prep.rows, N))
         m = xp.astype(xp.minimum(xp.floor(x), float(N - 1)), xp.int64)
         # For x >= N: m = N - 1 and x - m >= 1 > U, so G = N as required.
         hit = take_along(u, m) < x - xp.astype(m, xp.float64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
+from smckit.resamplers import _compiled
 from smckit.resamplers._common import ancestors_from_cumulative, guard_cumulative, prepare, scaled_positions
 from smckit.resamplers.base import Capabilities, Resampled
 
@@ -45,9 +46,11 @@ class Systematic:
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
         xp, N = prep.xp, prep.n_out
+        u = prep.uniform((prep.rows, 1))
+        if prep.compiled:
+            return prep.result(_compiled.systematic(prep.w, u, N))
         cumsum = prep.cumsum(prep.w)
         x = scaled_positions(prep, cumsum, cumsum[:, -1:], N)
-        u = prep.uniform((prep.rows, 1))
         # #{k >= 0 : k + 1 - u <= x} = floor(x + u): 0 at x = 0, at least N from x >= N on. x + u >= 0, so the
         # conversion to int64 (truncation) is the floor.
         cum = xp.minimum(xp.astype(x + u, xp.int64), N)
