@@ -3,7 +3,8 @@
 Every library resamples the same log-weights (standard normal, fixed seed) of one row of N particles into N
 ancestors; the time is the median over ``--repeats`` calls after a warm-up call, divided by N.
 
-- smckit: numpy and torch (CPU), from log-weights, every scheme.
+- smckit: numpy and torch (CPU), from log-weights, every scheme; with numba installed these run the compiled
+  kernels, and "numpy-ref" times the array-API reference path (``use_numba(False)``), the code accelerators run.
 - particles (numba; needs numpy<2, so it runs in its own venv ``benchmarks/.venv-particles`` through a
   subprocess): every scheme, timed twice: "from lw" includes ``exp_and_normalise`` (the same work as smckit),
   "from W" starts from normalised weights (the scheme alone).
@@ -30,6 +31,7 @@ command line. Run it on a quiet machine: the figures are only as good as the mac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -67,7 +69,7 @@ def median_ns(fn: Any, n: int, repeats: int) -> float:
 # -- smckit ----------------------------------------------------------------------------------------------------
 def bench_smckit(sizes: list[int], repeats: int, backends: list[str]) -> dict[str, float]:
     from smckit.random import RNG
-    from smckit.resamplers import BUILTIN
+    from smckit.resamplers import BUILTIN, use_numba
 
     out: dict[str, float] = {}
     for n in sizes:
@@ -85,10 +87,14 @@ def bench_smckit(sizes: list[int], repeats: int, backends: list[str]) -> dict[st
                 scheme = BUILTIN[name][0]()
                 rng = RNG(0)
 
-                def call(s: Any = scheme, x: Any = x, r: Any = rng, sync: Any = sync) -> None:
-                    s(x, r)
+                def call(s: Any = scheme, x: Any = x, r: Any = rng, sync: Any = sync, compiled: bool = True) -> None:
+                    with use_numba(compiled):
+                        s(x, r)
                     if sync is not None:
                         sync()
+
+                if backend == "numpy-ref":
+                    call = functools.partial(call, compiled=False)
 
                 out[f"smckit-{backend}|{name}|{n}"] = median_ns(call, n, repeats)
                 print(f"  smckit {backend:5s} {name:11s} N={n:>9d}: {out[f'smckit-{backend}|{name}|{n}']:8.1f} ns")
@@ -214,6 +220,12 @@ def machine() -> dict[str, Any]:
         info["smckit"] = smckit.__version__
     except ImportError:
         pass
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+    except ImportError:
+        info["numba"] = "not installed (smckit runs its array-API path)"
     return info
 
 
@@ -240,21 +252,27 @@ def report(
         "",
     ]
     lines += [f"- {s}" for s in statuses if s != "ok"]
-    cols = ["smckit-numpy", "smckit-torch", "particles-lw", "particles-W", "blackjax-lw", "blackjax-W"]
+    cols = ["smckit-numpy", "smckit-numpy-ref", "smckit-torch", "particles-lw", "particles-W", "blackjax-lw",
+            "blackjax-W"]
     if any(k.startswith("smckit-cuda|") for k in results):
-        cols.insert(2, "smckit-cuda")
+        cols.insert(3, "smckit-cuda")
     lines += [
         "",
-        "| scheme | N | " + " | ".join(cols) + " | numpy / particles-lw | torch / numpy |",
-        "|---|---:|" + "---:|" * (len(cols) + 2),
+        "| scheme | N | " + " | ".join(cols) + " | numpy / particles-lw | torch / numpy | numpy-ref / numpy |",
+        "|---|---:|" + "---:|" * (len(cols) + 3),
     ]
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{a / b:.2f}" if a and b else "-"
+
     for name in SCHEMES:
         for n in sizes:
             vals = [results.get(f"{c}|{name}|{n}") for c in cols]
-            np_, torch_, part = vals[0], vals[1], results.get(f"particles-lw|{name}|{n}")
-            ratio = f"{np_ / part:.2f}" if np_ and part else "-"
-            tratio = f"{torch_ / np_:.2f}" if np_ and torch_ else "-"
-            lines.append(f"| {name} | {n:.0e} | " + " | ".join(fmt(v) for v in vals) + f" | {ratio} | {tratio} |")
+            get = dict(zip(cols, vals))
+            np_, part = get["smckit-numpy"], get["particles-lw"]
+            ratios = [ratio(np_, part), ratio(get["smckit-torch"], np_), ratio(get["smckit-numpy-ref"], np_)]
+            cells = [fmt(v) for v in vals] + ratios
+            lines.append(f"| {name} | {n:.0e} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -267,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends",
         nargs="+",
-        default=["numpy", "torch"],
-        choices=["numpy", "torch", "cuda"],
-        help="smckit backends; 'cuda' is torch on the GPU (synchronised after each call)",
+        default=["numpy", "numpy-ref", "torch"],
+        choices=["numpy", "numpy-ref", "torch", "cuda"],
+        help="smckit backends; 'numpy-ref' is numpy without the compiled kernels, 'cuda' is torch on the GPU "
+        "(synchronised after each call)",
     )
     parser.add_argument("--no-particles", action="store_true")
     parser.add_argument("--no-blackjax", action="store_true")

@@ -76,6 +76,8 @@ def is_numpy(x: Array) -> bool:
 
 def is_torch(x: Array) -> bool:
     """Whether ``x`` is a torch tensor (without importing torch)."""
+    if type(x) is np.ndarray:  # the common case, without array_api_compat's dispatch
+        return False
     return array_api_compat.is_torch_array(x)
 
 
@@ -92,6 +94,8 @@ def device_of(x: Array) -> Any:
     device
         ``"cpu"`` for numpy arrays, the tensor's ``torch.device`` otherwise.
     """
+    if type(x) is np.ndarray:
+        return "cpu"
     return array_api_compat.device(x)
 
 
@@ -105,7 +109,7 @@ def is_floating(x: Array) -> bool:
     """Whether ``x`` has a real floating dtype."""
     if is_torch(x):
         return bool(x.is_floating_point())
-    return bool(np.issubdtype(np.asarray(x).dtype, np.floating))
+    return np.asarray(x).dtype.kind == "f"
 
 
 def check_compatible(reference: Array, other: Array, *, what: str, dtype: bool = True) -> None:

@@ -26,6 +26,7 @@ from smckit.resamplers import (
     Systematic,
     _common,
     smckit_register_resamplers,
+    use_numba,
 )
 from smckit.testing import check_resampler
 from smckit.testing.strategies import (
@@ -39,6 +40,14 @@ from smckit.testing.strategies import (
 SCHEMES = [Multinomial, Systematic, Stratified, Residual, SSP, Killing]
 BACKENDS = st.sampled_from(["numpy", "torch"])
 ids = [s.name for s in SCHEMES]
+
+
+@pytest.fixture(scope="module", autouse=True, params=["compiled", "reference"])
+def kernel_path(request):
+    """Every test here runs twice: with the compiled CPU kernels (numba) and on the array-API reference path
+    (the code accelerators run). Module-scoped, so hypothesis sees no function-scoped fixture."""
+    with use_numba(request.param == "compiled"):
+        yield request.param
 
 
 def host(x):
@@ -301,12 +310,13 @@ def test_guard_for_parallel_scans(monkeypatch, scheme, values, seed, backend):
 
     def parallel_prepare(*args, **kwargs):
         prep = real_prepare(*args, **kwargs)
-        prep.sequential_scan = False
+        prep.sequential_scan = prep.compiled = False
         return prep
 
     def sloppy_cumsum(self, w):
         s = self.xp.cumulative_sum(w, axis=-1)
-        return s * to_backend(1.0 + noise.integers(-4, 5, tuple(s.shape)) * 2.0**-52, backend)
+        like = "torch" if hasattr(s, "detach") else "numpy"  # a CPU tensor on the compiled path runs as numpy
+        return s * to_backend(1.0 + noise.integers(-4, 5, tuple(s.shape)) * 2.0**-52, like)
 
     for module in ("systematic", "stratified", "multinomial", "residual", "killing", "ssp"):
         monkeypatch.setattr(f"smckit.resamplers.{module}.prepare", parallel_prepare)

@@ -15,6 +15,10 @@ residual        yes         >= floor      yes             yes      floors + mult
 ssp             yes         floor/ceil    no              no       Srinivasan sampling process
 killing         yes         none          no              no       survivors keep their slot
 ==============  ==========  ============  ==============  =======  ==============================
+
+With numba installed (the ``fast`` extra), arrays in host memory (numpy, CPU tensors) go to fused compiled
+kernels that return the same ancestors as the array-API code, bit for bit; :func:`use_numba` switches them off
+in a block of code, the environment variable ``SMCKIT_NUMBA=0`` everywhere.
 """
 
 from __future__ import annotations

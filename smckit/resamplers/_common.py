@@ -229,7 +229,9 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
     lw = xp.reshape(xp.astype(log_weights, xp.float64, copy=False), (rows, n))
     top = xp.max(lw, axis=-1, keepdims=True)
     if sequential:
-        _check_rows(np.asarray(top.cpu() if is_torch(top) else top)[:, 0], lw, batch, name)
+        top_host = np.asarray(top.cpu() if is_torch(top) else top)[:, 0]
+        if not np.isfinite(top_host).all():
+            _check_rows(top_host, lw, batch, name)
         w = _exp_(lw - top)
     else:
         ok = xp.isfinite(top)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+numba: Any
 try:  # pragma: no cover - exercised by whichever environment runs the tests
     import numba
 except ImportError:  # pragma: no cover
@@ -50,6 +51,7 @@ __all__ = [
 _ROUND_UP = 1.0 + 4.0 * 2.0**-52
 
 _switch = threading.local()
+_ENVIRONMENT = os.environ.get("SMCKIT_NUMBA", "1").strip() != "0"  # read once, at import
 
 
 def available() -> bool:
@@ -60,15 +62,15 @@ def available() -> bool:
 def enabled() -> bool:
     """Whether the standard schemes use the compiled kernels for arrays in host memory.
 
-    True when numba is importable, ``SMCKIT_NUMBA`` is not ``0`` and no enclosing :func:`use_numba` turned them
-    off in this thread.
+    True when numba is importable and, unless an enclosing :func:`use_numba` decides for this thread, the
+    environment variable ``SMCKIT_NUMBA`` was not ``0`` when smckit was imported.
     """
     if numba is None:
         return False
     override = getattr(_switch, "value", None)
     if override is not None:
         return bool(override)
-    return os.environ.get("SMCKIT_NUMBA", "1").strip() != "0"
+    return _ENVIRONMENT
 
 
 @contextmanager

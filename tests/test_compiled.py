@@ -1,0 +1,136 @@
+"""The compiled CPU kernels (numba) against the array-API reference: identical ancestors for the same seed, on
+numpy arrays and CPU tensors, and the switches that choose between the two paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smckit.random import RNG
+from smckit.resamplers import SSP, Killing, Multinomial, Residual, Stratified, Systematic, _compiled, use_numba
+from smckit.testing.strategies import log_weights, zero_tail_log_weights
+
+pytest.importorskip("numba")  # an optional dependency ([fast], part of [all]); CI installs it
+torch = pytest.importorskip("torch")
+
+SCHEMES = [Multinomial, Systematic, Stratified, Residual, SSP, Killing]
+ids = [s.name for s in SCHEMES]
+
+
+def host(x):
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def assert_same(got, reference):
+    assert np.array_equal(host(got.ancestors), host(reference.ancestors))
+    assert np.array_equal(host(got.log_weights), host(reference.log_weights))
+    assert (got.reborn is None) == (reference.reborn is None)
+    if got.reborn is not None:
+        assert np.array_equal(host(got.reborn), host(reference.reborn))
+    assert got.info.keys() == reference.info.keys()
+    for key in got.info:
+        assert np.array_equal(host(got.info[key]), host(reference.info[key]))
+
+
+def n_out_for(scheme, n, data):
+    if not scheme.capabilities.variable_size:
+        return None
+    return data.draw(st.one_of(st.none(), st.integers(1, 2 * n + 3)), label="n_out")
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=log_weights(max_n=60), seed=st.integers(0, 2**32 - 1), data=st.data())
+@pytest.mark.parametrize("scheme", SCHEMES, ids=ids)
+def test_kernels_match_the_reference_bit_for_bit(scheme, values, seed, data):
+    """For a numpy array and for a CPU tensor holding the same values, the kernel path returns exactly what the
+    numpy reference returns: same draws, same arithmetic, same order."""
+    n_out = n_out_for(scheme, values.shape[-1], data)
+    with use_numba(False):
+        reference = scheme()(values, RNG(seed), n_out=n_out)
+    with use_numba(True):
+        from_numpy = scheme()(values, RNG(seed), n_out=n_out)
+        from_torch = scheme()(torch.from_numpy(values), RNG(seed), n_out=n_out)
+    assert_same(from_numpy, reference)
+    assert_same(from_torch, reference)
+    assert isinstance(from_torch.ancestors, torch.Tensor) and from_torch.ancestors.dtype == torch.int64
+    assert from_torch.log_weights.dtype == getattr(torch, str(values.dtype))
+
+
+@settings(max_examples=25, deadline=None)
+@given(values=zero_tail_log_weights(max_n=300), seed=st.integers(0, 2**32 - 1))
+@pytest.mark.parametrize("scheme", SCHEMES, ids=ids)
+def test_kernels_match_with_long_zero_tails(scheme, values, seed):
+    """Crowded buckets (many equal cumulative weights) take the kernels' scan fallback."""
+    with use_numba(False):
+        reference = scheme()(values, RNG(seed))
+    assert_same(scheme()(values, RNG(seed)), reference)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=ids)
+def test_kernels_match_on_a_large_batch(scheme):
+    values = np.random.default_rng(3).standard_normal((3, 2, 5000)) * 3.0
+    values[0, 1, 100:4000] = -np.inf
+    with use_numba(False):
+        reference = scheme()(values, RNG(11))
+    assert_same(scheme()(values, RNG(11)), reference)
+
+
+def test_the_switch_is_scoped_and_per_thread():
+    assert _compiled.enabled()
+    seen = {}
+
+    def other_thread():
+        seen["other"] = _compiled.enabled()
+
+    with use_numba(False):
+        assert not _compiled.enabled()
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        with use_numba(True):
+            assert _compiled.enabled()
+        assert not _compiled.enabled()
+    assert _compiled.enabled()
+    assert seen["other"] is True
+
+
+def test_environment_variable_turns_the_kernels_off():
+    code = "from smckit.resamplers import _compiled; print(_compiled.available(), _compiled.enabled())"
+    env_off = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"SMCKIT_NUMBA": "0", **_env()}
+    )
+    assert env_off.stdout.split() == ["True", "False"]
+
+
+def _env():
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "SMCKIT_NUMBA"}
+
+
+def test_accelerator_inputs_never_take_the_kernels():
+    """Only host memory goes to the kernels: a tensor on another device keeps the array-API path (the meta
+    device stands in for an accelerator here)."""
+    from smckit.resamplers._common import prepare
+
+    prep = prepare(torch.zeros(4, device="meta"), RNG(0), None, name="t", variable_size=True)
+    assert not prep.compiled and not prep.torch_output
+
+
+def test_killing_and_residual_draw_only_what_the_rows_need():
+    """On the host the multinomial stage draws max(deaths) + 1 (killing) or max(rest) + 1 (residual)
+    exponentials, not n + 1: the random stream then advances by exactly that much."""
+    values = np.log(np.array([[0.5, 0.5, 1e-300, 1e-300]]))
+    rng = RNG(5)
+    out = Killing()(values, rng)
+    deaths = int(out.info["deaths"][0])
+    replay = RNG(5)
+    replay.uniform((1, 4))
+    replay.exponential((1, deaths + 1))
+    assert rng.uniform(3).tolist() == replay.uniform(3).tolist()
