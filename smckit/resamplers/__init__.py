@@ -30,6 +30,7 @@ from smckit.resamplers._compiled import use_numba
 from smckit.resamplers.base import Capabilities, Resampled, Resampler
 from smckit.resamplers.killing import Killing
 from smckit.resamplers.multinomial import Multinomial
+from smckit.resamplers.refill import refill
 from smckit.resamplers.residual import Residual
 from smckit.resamplers.ssp import SSP
 from smckit.resamplers.stratified import Stratified
@@ -46,6 +47,7 @@ __all__ = [
     "SSP",
     "Stratified",
     "Systematic",
+    "refill",
     "smckit_register_resamplers",
     "use_numba",
 ]

@@ -131,28 +131,25 @@ class Prepared:
             return bound
         return int(self.xp.max(counts)) if self.rows else 0
 
-    def per_row(self, x: Array) -> Array:
-        """Reshape a per-row array of shape (rows, 1) or (rows,) to the batch shape."""
-        return self.xp.reshape(x, self.batch)
+    def output(self, x: Array, shape: tuple[int, ...] | None = None) -> Array:
+        """An output array: reshaped to ``shape`` (default ``(*batch, n_out)``), as a tensor for a tensor input."""
+        x = self.xp.reshape(x, (*self.batch, self.n_out) if shape is None else shape)
+        if self.torch_output and isinstance(x, np.ndarray):
+            import torch
+
+            return torch.from_numpy(x)
+        return x
 
     def result(self, ancestors: Array, *, reborn: Array | None = None, info: dict[str, Any] | None = None) -> Resampled:
         """Reshape (rows, n_out) outputs to (*batch, n_out) and attach equal (zero) output log-weights."""
-        info = dict(info or {})
         if self.torch_output:
             import torch
 
-            ancestors = torch.from_numpy(ancestors)
-            reborn = None if reborn is None else torch.from_numpy(reborn)
-            info = {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in info.items()}
-            xp: Any = namespace(ancestors)
             log_weights = torch.zeros((*self.batch, self.n_out), dtype=self.dtype)
         else:
-            xp = self.xp
-            log_weights = xp.zeros((*self.batch, self.n_out), dtype=self.dtype, device=self.device)
-        shape = (*self.batch, self.n_out)
-        if reborn is not None:
-            reborn = xp.reshape(reborn, shape)
-        return Resampled(xp.reshape(ancestors, shape), log_weights, reborn, info)
+            log_weights = self.xp.zeros((*self.batch, self.n_out), dtype=self.dtype, device=self.device)
+        info = {k: self.output(v, self.batch) for k, v in (info or {}).items()}
+        return Resampled(self.output(ancestors), log_weights, None if reborn is None else self.output(reborn), info)
 
 
 def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, variable_size: bool) -> Prepared:

@@ -5,15 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
-from smckit.resamplers import _compiled
-from smckit.resamplers._common import (
-    ancestors_from_cumulative,
-    guard_cumulative,
-    multinomial_cumulative_counts,
-    prepare,
-    take_along,
-)
+from smckit.resamplers._common import prepare
 from smckit.resamplers.base import Capabilities, Resampled
+from smckit.resamplers.refill import refill_rows
 
 __all__ = ["Killing"]
 
@@ -42,23 +36,9 @@ class Killing:
             If ``n_out`` differs from ``n`` (and see :func:`smckit.resamplers._common.prepare`).
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=False)
-        xp, n = prep.xp, prep.n
-        slots = prep.arange(n)
-        killed = prep.uniform((prep.rows, n)) >= prep.w  # survives iff U < w_i (never when w_i = 0)
-        deaths = xp.sum(killed, axis=-1, keepdims=True, dtype=xp.int64)
-        spacings = prep.exponential((prep.rows, prep.most(deaths, n) + 1))
-        if prep.compiled:
-            ancestors = _compiled.killing(prep.w, killed, deaths[:, 0], spacings)
-            return prep.result(ancestors, reborn=killed, info={"deaths": prep.per_row(deaths)})
-        killed_int = xp.astype(killed, xp.int64)
-        cumsum = prep.cumsum(prep.w)
-        cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], deaths, spacings)
-        cum = guard_cumulative(prep, cum, prep.w, deaths)
-        # The K replacements, sorted, in the first K slots (the slots beyond K hold n and are never read).
-        replacements = ancestors_from_cumulative(prep, cum, n)
-        rank = xp.clip(xp.cumulative_sum(killed_int, axis=-1) - 1, 0, n - 1)
-        ancestors = xp.where(killed, take_along(replacements, rank), slots)
-        return prep.result(ancestors, reborn=killed, info={"deaths": prep.per_row(deaths)})
+        killed = prep.uniform((prep.rows, prep.n)) >= prep.w  # survives iff U < w_i (never when w_i = 0)
+        ancestors, deaths = refill_rows(prep, prep.w, killed)
+        return prep.result(ancestors, reborn=killed, info={"deaths": deaths})
 
     def __repr__(self) -> str:
         return "Killing()"

@@ -48,7 +48,7 @@ class Residual:
             whole, frac, rest = _compiled.floors(prep.w, totals[:, 0], N)
             spacings = prep.exponential((prep.rows, prep.most(rest, min(N, prep.n)) + 1))
             ancestors = _compiled.residual(whole, frac, rest, spacings, N)
-            return prep.result(ancestors, info={"residual_draws": prep.per_row(rest)})
+            return prep.result(ancestors, info={"residual_draws": rest})
         expected = prep.w * quotient(N, totals)
         whole = xp.floor(expected)
         frac = expected - whole  # exact (Sterbenz), in [0, 1)
@@ -61,7 +61,7 @@ class Residual:
         frac_total = xp.where(frac_total > 0, frac_total, xp.ones_like(frac_total))
         cum = multinomial_cumulative_counts(prep, frac_cumsum, frac_total, rest, spacings)
         cum = xp.cumulative_sum(whole, axis=-1) + guard_cumulative(prep, cum, frac, rest)
-        return prep.result(ancestors_from_cumulative(prep, cum, N), info={"residual_draws": prep.per_row(rest)})
+        return prep.result(ancestors_from_cumulative(prep, cum, N), info={"residual_draws": rest})
 
     def __repr__(self) -> str:
         return "Residual()"

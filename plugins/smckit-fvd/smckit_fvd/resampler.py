@@ -32,6 +32,7 @@ from smckit import (
 )
 from smckit.backend import Array, describe, device_of, is_floating, is_numpy, is_torch, namespace
 from smckit.random import RNG
+from smckit.resamplers import refill
 from smckit.weights import logsumexp
 
 from smckit_fvd.controller import CONTROLLERS, AbsorptionController, make_controller, temper
@@ -105,9 +106,10 @@ class FlemingViot:
     so the controller also learns from those rows; prefer a static policy (``Always``, ``Every``) with
     ``absorption``.
 
-    Each call costs O(n) per row plus one batched binary search of the (sorted) uniforms for the dead slots,
-    with no Python loop over particles. Survivors keep their slot; dead slots receive their parents in
-    increasing parent order, so the ancestors are not exchangeable (the counts have the stated law).
+    Each call costs O(n) per row, with no Python loop over particles: the dead slots are refilled by
+    :func:`smckit.resamplers.refill` (compiled on the CPU when numba is installed). Survivors keep their slot;
+    dead slots receive their parents in increasing parent order, so the ancestors are not exchangeable (the
+    counts have the stated law).
 
     Examples
     --------
@@ -228,20 +230,10 @@ class FlemingViot:
         # 1. survival: u < min(1, m) <=> u < m since u < 1; so m >= 1 survives surely (the largest always does).
         survive = rng.uniform(shape, like=m) < m
         dead = ~survive
-        dead_count = xp.astype(dead, xp.int64)
-        deaths = xp.sum(dead_count, axis=-1)
+        deaths = xp.sum(dead, axis=-1, dtype=xp.int64)
 
-        # 2. birth: the k-th dead slot (in slot order) copies the k-th of `deaths` sorted draws from q.
-        slots = xp.broadcast_to(xp.arange(n, dtype=xp.int64, device=dev), shape)
-        width = _draw_width(deaths, n)
-        if width > 0:
-            q = self._parent_weights(m, survive)
-            parents = _sorted_draws(q, deaths, width, rng)
-            rank = xp.cumulative_sum(dead_count, axis=-1) - 1
-            from_parent = xp.take_along_axis(parents, xp.clip(rank, 0, width - 1), axis=-1)
-            ancestors = xp.where(dead, from_parent, slots)
-        else:
-            ancestors = slots + 0  # nobody died: a writable copy of the identity
+        # 2. birth: each dead slot copies an independent draw from q (sorted over the dead slots of a row).
+        ancestors = refill(self._parent_weights(m, survive), dead, rng)
 
         # 3. output weights, diagnostics, controller feedback.
         if self.keep_target and tilted:
@@ -339,70 +331,3 @@ def _shift(log_weights: Array) -> Array:
     xp = namespace(log_weights)
     top = xp.max(log_weights, axis=-1, keepdims=True)
     return log_weights - xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-
-
-def _draw_width(deaths: Array, n: int) -> int:
-    """How many parent draws to make per row: the largest death count on the CPU (reading it is free there),
-    ``n - 1`` (the most deaths possible) on an accelerator, where reading it would stall the device."""
-    if n <= 1:
-        return 0
-    if is_torch(deaths) and deaths.device.type != "cpu":
-        return n - 1
-    return int(np.max(np.asarray(deaths))) if np.size(np.asarray(deaths)) else 0
-
-
-def _sorted_draws(q: Array, k: Array, width: int, rng: RNG) -> Array:
-    """Per row, ``k`` independent draws from the distribution ∝ ``q``, in increasing order, in the first k slots.
-
-    Sorted uniforms come from spacings of exponentials: with ``G_j = E_0 + ... + E_j``, the ratios
-    ``G_0/G_k, ..., G_{k-1}/G_k`` are k sorted uniforms on (0, 1). One inverse-CDF search then maps them to
-    indices; the cumulative sum is taken in float64 and normalised by its own last entry, so it ends at exactly
-    1 and a zero-weight particle (a flat step of the CDF) is never selected. Slots ``>= k`` are filler.
-
-    Parameters
-    ----------
-    q : array, shape (*batch, n)
-        Non-negative weights, with a positive entry in every row where ``k > 0``.
-    k : integer array, shape (*batch,)
-        Number of draws per row, ``0 <= k <= width``.
-    width : int
-        The number of slots returned per row, at least ``max(k)`` and at least 1.
-    rng : RNG
-
-    Returns
-    -------
-    int64 array, shape (*batch, width), entries in ``[0, n)``
-    """
-    xp = namespace(q)
-    n = int(q.shape[-1])
-    f64 = xp.float64
-    spacings = rng.exponential((*q.shape[:-1], width + 1), like=q, dtype=f64)
-    g = xp.cumulative_sum(spacings, axis=-1)
-    g_k = xp.take_along_axis(g, xp.clip(k, 0, width)[..., None], axis=-1)
-    u = g[..., :width] / g_k
-    cdf = xp.cumulative_sum(xp.astype(q, f64, copy=False), axis=-1)
-    if is_torch(cdf) and cdf.device.type != "cpu":
-        # A parallel scan may round cdf_j above cdf_{j-1} although q_j = 0; carry the last value of a positive
-        # q forward so that a zero-weight particle is a flat step of the CDF, as a sequential sum makes it.
-        import torch
-
-        cdf = torch.cummax(torch.where(q > 0, cdf, torch.zeros_like(cdf)), dim=-1).values
-    total = cdf[..., -1:]
-    cdf = cdf / xp.where(total > 0.0, total, xp.ones_like(total))
-    return xp.clip(_search_right(cdf, u), 0, n - 1)
-
-
-def _search_right(cdf: Array, u: Array) -> Array:
-    """``#{j : cdf[..., j] <= u[..., i]}`` per row (int64), for a sorted ``cdf``; batched over leading axes."""
-    if is_torch(cdf):
-        import torch
-
-        return torch.searchsorted(cdf.contiguous(), u.contiguous(), right=True)
-    if cdf.ndim == 1:
-        return np.searchsorted(cdf, u, side="right").astype(np.int64)
-    rows_c = cdf.reshape(-1, cdf.shape[-1])
-    rows_u = u.reshape(-1, u.shape[-1])
-    out = np.empty(rows_u.shape, dtype=np.int64)
-    for r in range(rows_c.shape[0]):  # a loop over batch rows, not particles
-        out[r] = np.searchsorted(rows_c[r], rows_u[r], side="right")
-    return out.reshape(u.shape)
