@@ -178,7 +178,7 @@ def stratified_uniforms(event_seed: int, chunk: int, shape: tuple[int, ...]) -> 
     uniform at the stratum they share. Shape ``(rows, n_local)``, float64, on the host.
     """
     seq = np.random.SeedSequence(int(event_seed), spawn_key=(int(chunk),))
-    return np.random.Generator(np.random.PCG64(seq)).random(shape)
+    return np.random.Generator(np.random.PCG64DXSM(seq)).random(shape)
 
 
 def offspring_ranges(
@@ -461,7 +461,7 @@ class RankLoop:
         root = run_seed_sequence(seed, self.comm)
         shared_seq, local_seq = root.spawn(2)
         self.rng = RNG(local_seq.spawn(self.comm.size)[self.comm.rank])
-        self.shared = np.random.Generator(np.random.PCG64(shared_seq))
+        self.shared = np.random.Generator(np.random.PCG64DXSM(shared_seq))
         self.history_mode = history
         self.t = -1
         self.state: State = None

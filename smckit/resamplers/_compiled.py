@@ -120,6 +120,22 @@ def _sequential_sum(x: Any) -> float:
 
 
 @_jit
+def _two_sums(a: Any, size_a: int, b: Any, size_b: int) -> tuple[float, float]:
+    """``sum(a[:size_a])`` and ``sum(b[:size_b])``, each left to right, in one sweep (two independent chains)."""
+    sum_a = 0.0
+    sum_b = 0.0
+    both = min(size_a, size_b)
+    for i in range(both):
+        sum_a += a[i]
+        sum_b += b[i]
+    for i in range(both, size_a):
+        sum_a += a[i]
+    for i in range(both, size_b):
+        sum_b += b[i]
+    return sum_a, sum_b
+
+
+@_jit
 def _add_count(hist: Any, c: int) -> None:
     """Record one cumulative count ``c`` in the histogram (values at or past its width fill no slot)."""
     if 0 <= c < hist.shape[0]:
@@ -136,16 +152,13 @@ def _running_sum(hist: Any) -> None:
 
 
 @_jit
-def _sorted_uniforms(spacings: Any, draws: int, start: Any) -> None:
+def _sorted_uniforms(spacings: Any, draws: int, norm: float, start: Any) -> None:
     """Turn exponential spacings into ``draws`` sorted uniforms on [0, draws), in place, and bucket them.
 
     Mirrors :func:`smckit.resamplers._common.multinomial_cumulative_counts`: ``u_k = P_k * draws / P_draws``
-    with ``P_k = E_0 + ... + E_k``. ``start[b]`` (``draws + 1`` entries) becomes the number of uniforms in the
-    unit buckets below ``b`` (the last bucket is closed above, as the reference's).
+    with ``P_k = E_0 + ... + E_k`` and ``norm = P_draws``. ``start[b]`` (``draws + 1`` entries) becomes the
+    number of uniforms in the unit buckets below ``b`` (the last bucket is closed above, as the reference's).
     """
-    norm = 0.0
-    for k in range(draws + 1):
-        norm += spacings[k]
     if not norm > 0:
         norm = 1.0
     to_uniform = draws / norm
@@ -160,15 +173,16 @@ def _sorted_uniforms(spacings: Any, draws: int, start: Any) -> None:
 
 
 @_jit
-def _add_multinomial_counts(weights: Any, uniforms: Any, start: Any, draws: int, whole: Any, hist: Any) -> None:
+def _add_multinomial_counts(
+    weights: Any, total: float, uniforms: Any, start: Any, draws: int, whole: Any, hist: Any
+) -> None:
     """Add each particle's cumulative count to ``hist``: ``G_i = #{k : u_k < x_i}`` (``draws`` for ``x_i >=
     draws``), plus ``whole[0] + ... + whole[i]`` when ``whole`` is given.
 
-    ``x_i`` are the cumulative ``weights`` scaled to ``draws`` as the reference scales them; the uniforms come
-    from :func:`_sorted_uniforms`. A particle's own bucket holds one uniform on average, so three branch-free
-    probes settle almost every count; a longer bucket is finished by a scan.
+    ``x_i`` are the cumulative ``weights`` (whose sum is ``total``) scaled to ``draws`` as the reference scales
+    them; the uniforms come from :func:`_sorted_uniforms`. A particle's own bucket holds one uniform on average,
+    so three branch-free probes settle almost every count; a longer bucket is finished by a scan.
     """
-    total = _sequential_sum(weights)
     if not total > 0:
         total = 1.0
     scale = (draws / total) * _ROUND_UP
@@ -287,8 +301,9 @@ def stratified(w: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
 def _multinomial(w: Any, spacings: Any, start: Any, out: Any) -> None:
     n_out = out.shape[1]
     for r in range(w.shape[0]):
-        _sorted_uniforms(spacings[r], n_out, start)
-        _add_multinomial_counts(w[r], spacings[r], start, n_out, None, out[r])
+        total, norm = _two_sums(w[r], w.shape[1], spacings[r], n_out + 1)
+        _sorted_uniforms(spacings[r], n_out, norm, start)
+        _add_multinomial_counts(w[r], total, spacings[r], start, n_out, None, out[r])
         _running_sum(out[r])
 
 
@@ -344,8 +359,9 @@ def floors(w: np.ndarray, totals: np.ndarray, draws: int) -> tuple[np.ndarray, n
 @_jit
 def _residual(whole: Any, frac: Any, rest: Any, spacings: Any, start: Any, out: Any) -> None:
     for r in range(whole.shape[0]):
-        _sorted_uniforms(spacings[r], rest[r], start)
-        _add_multinomial_counts(frac[r], spacings[r], start, rest[r], whole[r], out[r])
+        total, norm = _two_sums(frac[r], frac.shape[1], spacings[r], rest[r] + 1)
+        _sorted_uniforms(spacings[r], rest[r], norm, start)
+        _add_multinomial_counts(frac[r], total, spacings[r], start, rest[r], whole[r], out[r])
         _running_sum(out[r])
 
 
@@ -375,9 +391,10 @@ def _killing(w: Any, killed: Any, deaths: Any, spacings: Any, start: Any, replac
     rows, n = w.shape
     for r in range(rows):
         dead = deaths[r]
-        _sorted_uniforms(spacings[r], dead, start)
+        total, norm = _two_sums(w[r], n, spacings[r], dead + 1)
+        _sorted_uniforms(spacings[r], dead, norm, start)
         replacements[:] = 0
-        _add_multinomial_counts(w[r], spacings[r], start, dead, None, replacements)
+        _add_multinomial_counts(w[r], total, spacings[r], start, dead, None, replacements)
         _running_sum(replacements)
         j = 0
         for i in range(n):
