@@ -134,3 +134,18 @@ def test_killing_and_residual_draw_only_what_the_rows_need():
     replay.uniform((1, 4))
     replay.exponential((1, deaths + 1))
     assert rng.uniform(3).tolist() == replay.uniform(3).tolist()
+
+
+def test_refill_survives_extreme_but_valid_weights():
+    """Subnormal or huge weights are rescaled by the row maximum: no NaN position, no zero-weight parent."""
+    from smckit.resamplers import refill
+
+    killed = np.array([True, False, False])
+    for weights in (np.array([0.0, 1e-310, 1e-310]), np.array([0.0, 1e308, 1e308])):
+        for flag in (True, False):
+            with use_numba(flag):
+                a = refill(weights, killed, 0)
+            assert a[0] in (1, 2) and a[1:].tolist() == [1, 2]
+    with use_numba(False):  # an all-zero row is fine where nothing is killed
+        a = refill(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[False, False], [True, False]]), 0)
+    assert a[0].tolist() == [0, 1] and a[1, 0] in (0, 1)

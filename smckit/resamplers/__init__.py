@@ -17,8 +17,10 @@ killing         yes         none          no              no       survivors kee
 ==============  ==========  ============  ==============  =======  ==============================
 
 With numba installed (the ``fast`` extra), arrays in host memory (numpy, CPU tensors) go to fused compiled
-kernels that return the same ancestors as the array-API code, bit for bit; :func:`use_numba` switches them off
-in a block of code, the environment variable ``SMCKIT_NUMBA=0`` everywhere.
+kernels that return the same ancestors as the array-API code on numpy, bit for bit (a CPU tensor is resampled
+through a numpy view). :func:`use_numba` switches them off in a block of code, the environment variable
+``SMCKIT_NUMBA=0`` everywhere; a CPU tensor then runs torch's operations, whose ``exp`` and sums may round
+differently in the last bit, so its ancestors can differ in rare cases.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ ancestors; ``tests/test_compiled.py`` checks this bit for bit.
 
 Every kernel takes float64 weights ``w = exp(log_w - max)`` of shape (rows, n), computed by
 :func:`smckit.resamplers._common.prepare`, and returns int64 ancestors. Cumulative counts become ancestors by a
-histogram and a running sum (``a[k] = #{i : G_i <= k}``), which has no data-dependent branch; every write is
-bounds-checked against the output width, so malformed counts cannot write outside the output.
+histogram and a running sum (``a[k] = #{i : G_i <= k}``), which has no data-dependent branch; every histogram
+write is bounds-checked against the output width, so malformed counts cannot write outside the output, and
+every read index is in range by construction (positions are finite and non-negative for validated input).
 
 numba is optional (``pip install pysmckit[fast]``, part of ``[all]``); without it, or with the environment
 variable ``SMCKIT_NUMBA=0``, or inside :func:`smckit.resamplers.use_numba` with ``False``, the reference path
@@ -19,9 +20,9 @@ runs. Kernels are compiled on first use and cached on disk.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,11 +48,13 @@ __all__ = [
     "killing",
 ]
 
-# Same constant as smckit.resamplers._common._ROUND_UP (that module imports this one lazily, not the reverse).
+# smckit.resamplers._common takes its _ROUND_UP from here, so the two paths scale by the same constant.
 _ROUND_UP = 1.0 + 4.0 * 2.0**-52
 
-_switch = threading.local()
-_ENVIRONMENT = os.environ.get("SMCKIT_NUMBA", "1").strip() != "0"  # read once, at import
+# None: follow the environment. A context variable, so that a `with use_numba(...)` block affects only its own
+# thread or asyncio task.
+_switch: contextvars.ContextVar[bool | None] = contextvars.ContextVar("smckit_use_numba", default=None)
+_ENVIRONMENT = os.environ.get("SMCKIT_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")  # at import
 
 
 def available() -> bool:
@@ -62,20 +65,21 @@ def available() -> bool:
 def enabled() -> bool:
     """Whether the standard schemes use the compiled kernels for arrays in host memory.
 
-    True when numba is importable and, unless an enclosing :func:`use_numba` decides for this thread, the
-    environment variable ``SMCKIT_NUMBA`` was not ``0`` when smckit was imported.
+    True when numba is importable and, unless an enclosing :func:`use_numba` decides for this thread or task,
+    the environment variable ``SMCKIT_NUMBA`` was not ``0`` (or ``false``, ``no``, ``off``) when smckit was
+    imported.
     """
     if numba is None:
         return False
-    override = getattr(_switch, "value", None)
-    if override is not None:
-        return bool(override)
-    return _ENVIRONMENT
+    override = _switch.get()
+    return _ENVIRONMENT if override is None else override
 
 
 @contextmanager
 def use_numba(flag: bool) -> Iterator[None]:
-    """Turn the compiled CPU kernels of the standard schemes on or off inside a ``with`` block (this thread).
+    """Turn the compiled CPU kernels of the standard schemes on or off inside a ``with`` block.
+
+    The setting holds for the current thread or asyncio task (a context variable); other threads keep theirs.
 
     Parameters
     ----------
@@ -94,12 +98,11 @@ def use_numba(flag: bool) -> Iterator[None]:
     >>> bool((Systematic()(lw, RNG(0)).ancestors == reference).all())
     True
     """
-    previous = getattr(_switch, "value", None)
-    _switch.value = bool(flag)
+    token = _switch.set(bool(flag))
     try:
         yield
     finally:
-        _switch.value = previous
+        _switch.reset(token)
 
 
 def _jit(fn: Any) -> Any:
@@ -194,7 +197,7 @@ def _add_multinomial_counts(
             placed += whole[i]
         s += weights[i]
         x = s * scale
-        if x >= draws:
+        if not x < draws:  # also a NaN position (never from validated input): no bucket lookup with it
             _add_count(hist, placed + draws)
             continue
         b = int(x)

@@ -95,7 +95,9 @@ def refill_rows(prep: Prepared, w: Array, killed: Array) -> tuple[Array, Array]:
     if prep.compiled:
         return _compiled.killing(w, killed, deaths[:, 0], spacings), deaths
     cumsum = prep.cumsum(w)
-    cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], deaths, spacings)
+    total = cumsum[:, -1:]
+    total = xp.where(total > 0, total, xp.ones_like(total))  # an all-zero row without killed slots
+    cum = multinomial_cumulative_counts(prep, cumsum, total, deaths, spacings)
     cum = guard_cumulative(prep, cum, w, deaths)
     # The K draws, sorted, in the first K slots (the slots beyond K hold n and are never read).
     replacements = ancestors_from_cumulative(prep, cum, n)
@@ -140,6 +142,9 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
     xp = namespace(weights)
     w = xp.reshape(xp.astype(weights, xp.float64, copy=False), (rows, n))
     killed = xp.reshape(killed, (rows, n))
+    # Relative to each row's largest weight, so that sums stay in [1, n] (no subnormal or overflowing totals).
+    top = xp.max(w, axis=-1, keepdims=True)
+    w = w / xp.where(top > 0, top, xp.ones_like(top))
     if sequential:
         host_w = np.asarray(w.cpu() if is_torch(w) else w)
         if not (np.isfinite(host_w).all() and (host_w >= 0).all()):

@@ -228,7 +228,7 @@ class FlemingViot:
         m = e * (float(n) / xp.sum(e, axis=-1, keepdims=True))  # m_i = n W_i(beta), see relative_weights
 
         # 1. survival: u < min(1, m) <=> u < m since u < 1; so m >= 1 survives surely (the largest always does).
-        survive = rng.uniform(shape, like=m) < m
+        survive = _survival_uniforms(rng, shape, m) < m
         dead = ~survive
         deaths = xp.sum(dead, axis=-1, dtype=xp.int64)
 
@@ -331,3 +331,13 @@ def _shift(log_weights: Array) -> Array:
     xp = namespace(log_weights)
     top = xp.max(log_weights, axis=-1, keepdims=True)
     return log_weights - xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+
+
+def _survival_uniforms(rng: RNG, shape: tuple[int, ...], m: Array) -> Array:
+    """Uniforms in the dtype of ``m``: from the numpy stream for a CPU tensor too (as smckit's own resamplers
+    draw on the host: torch's CPU generator is several times slower), from the device's generator otherwise."""
+    if is_torch(m) and m.device.type == "cpu":
+        import torch
+
+        return torch.from_numpy(rng.uniform(shape, dtype=np.float32 if m.dtype == torch.float32 else np.float64))
+    return rng.uniform(shape, like=m)
