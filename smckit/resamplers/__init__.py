@@ -29,10 +29,10 @@ from typing import Any
 
 from smckit.plugins.hooks import hookimpl
 from smckit.resamplers._compiled import use_numba
+from smckit.resamplers._refill import refill
 from smckit.resamplers.base import Capabilities, Resampled, Resampler
 from smckit.resamplers.killing import Killing
 from smckit.resamplers.multinomial import Multinomial
-from smckit.resamplers.refill import refill
 from smckit.resamplers.residual import Residual
 from smckit.resamplers.ssp import SSP
 from smckit.resamplers.stratified import Stratified

@@ -6,8 +6,8 @@ from typing import Any
 
 from smckit.backend import Array
 from smckit.resamplers._common import prepare
+from smckit.resamplers._refill import refill_rows
 from smckit.resamplers.base import Capabilities, Resampled
-from smckit.resamplers.refill import refill_rows
 
 __all__ = ["Killing"]
 
