@@ -143,9 +143,7 @@ class Prepared:
     def result(self, ancestors: Array, *, reborn: Array | None = None, info: dict[str, Any] | None = None) -> Resampled:
         """Reshape (rows, n_out) outputs to (*batch, n_out) and attach equal (zero) output log-weights."""
         if self.torch_output:
-            import torch
-
-            log_weights = torch.zeros((*self.batch, self.n_out), dtype=self.dtype)
+            log_weights = _host_zeros((*self.batch, self.n_out), self.dtype)
         else:
             log_weights = self.xp.zeros((*self.batch, self.n_out), dtype=self.dtype, device=self.device)
         info = {k: self.output(v, self.batch) for k, v in (info or {}).items()}
@@ -235,6 +233,17 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
         w = _exp_(lw - xp.where(ok, top, xp.zeros_like(top)))
         w = xp.where(ok & ~xp.isnan(w), w, xp.ones_like(w))
     return Prepared(xp, batch, rows, n, n_out, dtype, device, w, sequential, as_rng(rng), compiled, torch_output)
+
+
+def _host_zeros(shape: tuple[int, ...], dtype: Any) -> Array:
+    """A CPU tensor of zeros over numpy's lazily zeroed memory: torch.zeros writes every page, which costs more
+    than the compiled resampling itself at large n."""
+    import torch
+
+    host = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}.get(dtype)
+    if host is None:
+        return torch.zeros(shape, dtype=dtype)
+    return torch.from_numpy(np.zeros(shape, dtype=host))
 
 
 def _like(w: Array, draws: np.ndarray) -> Array:

@@ -142,18 +142,17 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
     xp = namespace(weights)
     w = xp.reshape(xp.astype(weights, xp.float64, copy=False), (rows, n))
     killed = xp.reshape(killed, (rows, n))
-    # Relative to each row's largest weight, so that sums stay in [1, n] (no subnormal or overflowing totals).
     top = xp.max(w, axis=-1, keepdims=True)
-    w = w / xp.where(top > 0, top, xp.ones_like(top))
-    if sequential:
-        host_w = np.asarray(w.cpu() if is_torch(w) else w)
-        if not (np.isfinite(host_w).all() and (host_w >= 0).all()):
+    if sequential:  # two reductions (NaN propagates through both); the full scan only to word an error
+        host_top, host_low = (np.asarray(v.cpu() if is_torch(v) else v) for v in (top[:, 0], xp.min(w, axis=-1)))
+        if not (np.isfinite(host_top).all() and (host_low >= 0).all()):
+            host_w = np.asarray(w.cpu() if is_torch(w) else w)
             bad = int(np.count_nonzero(~np.isfinite(host_w) | (host_w < 0)))
             raise InvalidWeightsError(
                 f"refill needs finite, non-negative weights; got {bad} that are not", step=-1, count=bad
             )
         host_killed = np.asarray(killed.cpu() if is_torch(killed) else killed)
-        empty = host_killed.any(axis=-1) & ~(host_w > 0).any(axis=-1)
+        empty = host_killed.any(axis=-1) & ~(host_top > 0)
         if empty.any():
             rows_ = [tuple(int(i) for i in np.unravel_index(r, batch)) for r in np.flatnonzero(empty)]
             raise InvalidWeightsError(
@@ -162,4 +161,6 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
                 count=len(rows_),
                 rows=tuple(rows_),
             )
+    # Relative to each row's largest weight, so that sums stay in [1, n] (no subnormal or overflowing totals).
+    w = w / xp.where(top > 0, top, xp.ones_like(top))
     return Prepared(xp, batch, rows, n, n, dtype, device, w, sequential, as_rng(rng), compiled, torch_output), killed
