@@ -23,6 +23,7 @@ Usage::
     python benchmarks/bench_resamplers.py                      # N = 1e4, 1e6, 1e7
     python benchmarks/bench_resamplers.py --quick --out out/resamplers.md
     python benchmarks/bench_resamplers.py --sizes 1e5 1e7 --repeats 9 --torch-threads 1
+    python benchmarks/bench_resamplers.py --sizes 1e7 --rounds 3 --backends numpy torch --no-blackjax
 
 The output (printed, and written to ``--out`` as markdown) records the machine, the library versions and the
 command line. Run it on a quiet machine: the figures are only as good as the machine is idle.
@@ -234,7 +235,13 @@ def fmt(x: float | None) -> str:
 
 
 def report(
-    results: dict[str, Any], sizes: list[int], info: dict[str, Any], statuses: list[str], argv: list[str], repeats: int
+    results: dict[str, Any],
+    sizes: list[int],
+    info: dict[str, Any],
+    statuses: list[str],
+    argv: list[str],
+    repeats: int,
+    rounds: int = 1,
 ) -> str:
     versions = {k: v for r in ("particles", "blackjax") for k, v in results.get(f"{r}-versions", {}).items()}
     lines = [
@@ -246,7 +253,9 @@ def report(
         "",
         "Other libraries: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "none"),
         "",
-        f"Median of {repeats} calls after a warm-up; one row of N particles resampled into N ancestors; "
+        f"Median of {repeats} calls after a warm-up"
+        + (f", then the median over {rounds} rounds in which the libraries take turns" if rounds > 1 else "")
+        + "; one row of N particles resampled into N ancestors; "
         "input: standard normal log-weights. particles and blackjax 'lw' columns include the exponentiation "
         "and normalisation (as smckit does); 'W' columns start from normalised weights.",
         "",
@@ -280,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e4, 1e6, 1e7], help="particle counts")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per measurement (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds in which the libraries take turns; figures are their median"
+    )
     parser.add_argument("--quick", action="store_true", help="N = 1e4, 1e5 and 3 repeats: checks the script works")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     parser.add_argument(
@@ -304,29 +316,38 @@ def main(argv: list[str] | None = None) -> int:
     print("machine:", info)
     results: dict[str, Any] = {}
     statuses: list[str] = []
-    print("smckit ...")
-    results.update(bench_smckit(sizes, repeats, args.backends))
-    if not args.no_particles:
-        print("particles ...")
-        part, status = bench_external("particles", HERE / ".venv-particles", _PARTICLES, sizes, repeats, SCHEMES)
-        statuses.append(status)
-        results["particles-versions"] = part.pop("versions", {})
-        results.update(part)
-    if not args.no_blackjax:
-        print("blackjax ...")
-        bj, status = bench_external(
-            "blackjax",
-            HERE / ".venv-blackjax",
-            _BLACKJAX,
-            sizes,
-            repeats,
-            BLACKJAX_SCHEMES,
-            env={"JAX_PLATFORMS": "cpu"},
-        )
-        statuses.append(status)
-        results["blackjax-versions"] = bj.pop("versions", {})
-        results.update(bj)
-    text = report(results, sizes, info, statuses, [sys.executable, *sys.argv], repeats)
+    rounds: dict[str, list[float]] = {}
+    for round_ in range(args.rounds):
+        # Libraries take turns within each round, so a slow spell of the machine hits all of them alike; each
+        # figure is the median over the rounds.
+        measured: dict[str, Any] = {}
+        print(f"round {round_ + 1} of {args.rounds}: smckit ...")
+        measured.update(bench_smckit(sizes, repeats, args.backends))
+        if not args.no_particles:
+            print("particles ...")
+            part, status = bench_external("particles", HERE / ".venv-particles", _PARTICLES, sizes, repeats, SCHEMES)
+            statuses.append(status)
+            results["particles-versions"] = part.pop("versions", {})
+            measured.update(part)
+        if not args.no_blackjax:
+            print("blackjax ...")
+            bj, status = bench_external(
+                "blackjax",
+                HERE / ".venv-blackjax",
+                _BLACKJAX,
+                sizes,
+                repeats,
+                BLACKJAX_SCHEMES,
+                env={"JAX_PLATFORMS": "cpu"},
+            )
+            statuses.append(status)
+            results["blackjax-versions"] = bj.pop("versions", {})
+            measured.update(bj)
+        for key, value in measured.items():
+            rounds.setdefault(key, []).append(float(value))
+    results.update({key: float(np.median(values)) for key, values in rounds.items()})
+    statuses = sorted(set(statuses))
+    text = report(results, sizes, info, statuses, [sys.executable, *sys.argv], repeats, args.rounds)
     print()
     print(text)
     if args.out is not None:
