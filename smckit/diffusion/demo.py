@@ -380,7 +380,21 @@ def real_features(classifier: Any, classes: Sequence[int], device: Any = None) -
 
 
 def summarise(result: MethodResult, reference: dict[int, np.ndarray]) -> dict[str, Any]:
-    """One table row: mean reward, target share, FID (mean over the target classes), lineages, time, calls."""
+    """One table row: mean reward, target share, FID (mean over the target classes), lineages, time, calls.
+
+    Parameters
+    ----------
+    result : MethodResult
+        One method's samples over its groups (features of shape (G, K, d)).
+    reference : dict of int to numpy array
+        Per class, the reference features of shape (M, d) the FID compares with.
+
+    Returns
+    -------
+    dict
+        ``method``, ``mean_reward``, ``target_share``, ``fid``, ``lineages``, ``resamplings``, ``wall_s``,
+        ``bookkeeping_share``, ``denoiser_calls`` and ``note``.
+    """
     from smckit.diffusion.digits import fid
 
     fids = []

@@ -119,6 +119,23 @@ class Denoiser:
         """``denoiser`` itself when it is a :class:`Denoiser`, else ``Denoiser(denoiser, **options)``.
 
         A callable with a ``prediction_type`` attribute (e.g. a bundled network) gets that prediction type.
+
+        Parameters
+        ----------
+        denoiser : Denoiser or callable
+            A ready :class:`Denoiser`, or a network ``f(x_t, t, **conditioning)`` mapping a batch of shape
+            (B, *event) and an integer timestep to a prediction of shape (B, *event).
+        **options
+            :class:`Denoiser` options, for a callable only.
+
+        Returns
+        -------
+        Denoiser
+
+        Raises
+        ------
+        InvalidArgumentError
+            If options are given with a ready :class:`Denoiser`.
         """
         if isinstance(denoiser, Denoiser):
             if options:
@@ -206,7 +223,23 @@ class Denoiser:
         return self.convert(output, x_t, alpha_bar)
 
     def convert(self, output: Tensor, x_t: Tensor, alpha_bar: float) -> DenoiserOutput:
-        """The noise and Tweedie estimates from a network output at noise level ``alpha_bar``."""
+        """The noise and Tweedie estimates from a network output at noise level ``alpha_bar``.
+
+        Parameters
+        ----------
+        output : tensor, shape (B, *event)
+            The network's prediction, of this denoiser's ``prediction_type`` (epsilon, sample or v).
+        x_t : tensor, shape (B, *event)
+            The noisy input it was computed from.
+        alpha_bar : float
+            The input's noise level, in (0, 1).
+
+        Returns
+        -------
+        DenoiserOutput
+            ``eps`` and ``x0_hat``, each of shape (B, *event); ``x0_hat`` clipped or thresholded as configured
+            (and ``eps`` made consistent with it when ``use_clipped_model_output`` is set).
+        """
         a = float(alpha_bar)
         sa, sb = math.sqrt(a), math.sqrt(1.0 - a)
         if self.prediction_type == "epsilon":

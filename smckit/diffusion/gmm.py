@@ -218,7 +218,19 @@ class GaussianMixture:
         return gamma.std(0)
 
     def component_masses(self, x: Tensor, log_weights: Tensor | None = None, method: str = "responsibility") -> Tensor:
-        """See :func:`component_masses` (with this mixture)."""
+        """Weighted component masses of particles under this mixture (see :func:`component_masses`).
+
+        Parameters
+        ----------
+        x : tensor, shape (*batch, n, d)
+        log_weights : tensor, shape (*batch, n), optional
+            Unnormalised log-weights (default: equal weights).
+        method : {"responsibility", "nearest"}
+
+        Returns
+        -------
+        tensor, shape (*batch, K)
+        """
         return component_masses(self, x, log_weights, method)
 
 

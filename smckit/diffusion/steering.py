@@ -203,7 +203,27 @@ class RewardSteering(FeynmanKac):
         return self._arrive(0, x, None)
 
     def propose(self, t: int, state: State, rng: RNG) -> State:
-        """Move from level ``t-1`` to level ``t`` (the final level when ``t = S``) and evaluate there."""
+        """Move from level ``t-1`` to level ``t`` (the final level when ``t = S``) and evaluate there.
+
+        Parameters
+        ----------
+        t : int
+            The step, ``1 <= t <= S``.
+        state : dict
+            The state at level ``t - 1`` (entries of shape (G, n, *event) and (G, n), see the module docstring).
+        rng : RNG
+
+        Returns
+        -------
+        dict
+            The state at level ``t``, same entries and shapes (plus ``"log_correction"``, shape (G, n), for a
+            guided proposal). One denoiser call (and one reward call) on the G * n particles.
+
+        Raises
+        ------
+        InvalidArgumentError
+            For a step outside ``1 .. S``.
+        """
         s = len(self.schedule.timesteps)
         if not 1 <= t <= s:
             raise InvalidArgumentError(f"RewardSteering has steps 0 .. {s}, got propose at step {t}")
@@ -222,7 +242,21 @@ class RewardSteering(FeynmanKac):
         return new
 
     def log_potential(self, t: int, prev: State | None, state: State) -> Tensor:
-        """``lam (h_t - h_{t-1})`` (``lam h_0`` at step 0), plus the guided move's importance correction."""
+        """``lam (h_t - h_{t-1})`` (``lam h_0`` at step 0), plus the guided move's importance correction.
+
+        Parameters
+        ----------
+        t : int
+            The step.
+        prev : dict or None
+            The state at step ``t - 1`` (``None`` at step 0).
+        state : dict
+            The state at step ``t``.
+
+        Returns
+        -------
+        tensor, shape (G, n)
+        """
         log_g = self.lam * state["twist"] if prev is None else self.lam * (state["twist"] - prev["twist"])
         correction = state.get("log_correction")
         return log_g if correction is None else log_g + correction

@@ -62,7 +62,17 @@ class GaussianStep:
     event_ndim: int
 
     def sample(self, noise: Tensor) -> Tensor:
-        """``mean + std * noise`` (the mean itself when ``std = 0``)."""
+        """``mean + std * noise`` (the mean itself when ``std = 0``).
+
+        Parameters
+        ----------
+        noise : tensor, shape (*batch, *event)
+            Standard normal, the shape of :attr:`mean`.
+
+        Returns
+        -------
+        tensor, shape (*batch, *event)
+        """
         return self.mean if self.std == 0.0 else self.mean + self.std * noise
 
     def log_prob(self, x_prev: Tensor) -> Tensor:
@@ -99,7 +109,23 @@ class Transition(ABC):
 
     @abstractmethod
     def mean(self, x_t: Tensor, out: DenoiserOutput, alpha_bar: float, alpha_bar_prev: float, std: float) -> Tensor:
-        """The step's mean, given the std actually used."""
+        """The step's mean, given the std actually used.
+
+        Parameters
+        ----------
+        x_t : tensor, shape (*batch, *event)
+            The current sample, at level ``alpha_bar``.
+        out : DenoiserOutput
+            The denoiser's noise and clean-sample estimates at ``x_t`` (each the shape of ``x_t``).
+        alpha_bar, alpha_bar_prev : float
+            ``abar`` of the current and of the next level.
+        std : float
+            The standard deviation of the step (0 for the final, deterministic step).
+
+        Returns
+        -------
+        tensor, shape (*batch, *event)
+        """
 
     def __call__(
         self,
@@ -142,7 +168,23 @@ class Transition(ABC):
     def step(
         self, schedule: Any, t: int, x_t: Tensor, out: DenoiserOutput, event_ndim: int | None = None
     ) -> GaussianStep:
-        """The step from timestep ``t`` of ``schedule`` to the next entry of its timestep list."""
+        """The step from timestep ``t`` of ``schedule`` to the next entry of its timestep list.
+
+        Parameters
+        ----------
+        schedule : NoiseSchedule
+        t : int
+            A timestep of ``schedule`` (the last one of its list makes the final, deterministic step).
+        x_t : tensor, shape (*batch, *event)
+        out : DenoiserOutput
+            The denoiser's estimates at ``x_t``.
+        event_ndim : int, optional
+            Trailing axes of one sample; default ``x_t.ndim - 1``.
+
+        Returns
+        -------
+        GaussianStep
+        """
         prev = schedule.previous(t)
         return self(
             x_t, out, schedule.alpha_bar(t), schedule.alpha_bar(prev), final=prev is None, event_ndim=event_ndim
@@ -255,7 +297,30 @@ class Guided(Transition):
 
         With ``d = scale std^2 grad``, the correction is ``-(z . d) / std - |d|^2 / (2 std^2) = -scale std z.grad
         - (scale^2 std^2 / 2) |grad|^2`` (summed over the event axes), written without dividing by a small
-        ``std``. ``alpha_bar_prev`` is unused here (kept for proposals whose shift depends on the level).
+        ``std``.
+
+        Parameters
+        ----------
+        step : GaussianStep
+            The model's step, mean of shape (*batch, *event).
+        noise : tensor of shape (*batch, *event), or None
+            Standard normal ``z``; ``None`` only for a deterministic step (``std = 0``).
+        grad : tensor of shape (*batch, *event), or None
+            The reward gradient at the step's ``x0_hat``; needed unless the step is deterministic or
+            ``scale = 0``.
+        alpha_bar_prev : float
+            Unused here (kept for proposals whose shift depends on the level).
+
+        Returns
+        -------
+        x : tensor, shape (*batch, *event)
+        log_correction : tensor of shape (*batch,), or None
+            ``log p(x) - log q(x)``; ``None`` when the proposal is the step itself (no shift).
+
+        Raises
+        ------
+        InvalidArgumentError
+            If a stochastic step with ``scale > 0`` lacks ``grad`` or ``noise``.
         """
         if step.std == 0.0 or self.scale == 0.0:
             return step.sample(noise), None

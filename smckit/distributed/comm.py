@@ -168,7 +168,17 @@ class Comm:
 
     # -- conversion --------------------------------------------------------------------------------------
     def to_comm(self, x: Array) -> Any:
-        """``x`` as a contiguous tensor on the communication device (numpy arrays: a view, no copy, on CPU)."""
+        """``x`` as a contiguous tensor on the communication device (numpy arrays: a view, no copy, on CPU).
+
+        Parameters
+        ----------
+        x : array, any shape
+            numpy array or torch tensor.
+
+        Returns
+        -------
+        torch tensor, the shape and dtype of ``x``, on :attr:`device`
+        """
         torch = self._torch
         if is_numpy(x):
             arr = np.asarray(x)  # not ascontiguousarray: it turns 0-d arrays into 1-d ones
@@ -180,7 +190,18 @@ class Comm:
         return t.contiguous()
 
     def from_comm(self, t: Any, like: Array) -> Array:
-        """The tensor ``t`` back on the backend and device of ``like``."""
+        """The tensor ``t`` back on the backend and device of ``like``.
+
+        Parameters
+        ----------
+        t : torch tensor, any shape
+        like : array
+            numpy array or torch tensor whose backend and device the result takes.
+
+        Returns
+        -------
+        array, the shape and dtype of ``t``
+        """
         if is_numpy(like):
             return t.cpu().numpy()
         dev = device_of(like)
@@ -188,7 +209,18 @@ class Comm:
 
     # -- collectives ---------------------------------------------------------------------------------------
     def all_reduce(self, x: Array, op: str = "sum") -> Array:
-        """Element-wise ``sum`` or ``max`` of ``x`` over ranks, on the backend of ``x``."""
+        """Element-wise ``sum``, ``max`` or ``min`` of ``x`` over ranks, on the backend of ``x``.
+
+        Parameters
+        ----------
+        x : array, any shape
+            The same shape and dtype on every rank; never modified.
+        op : {"sum", "max", "min"}
+
+        Returns
+        -------
+        array, the shape and dtype of ``x``, on its backend and device
+        """
         dist = self._dist
         ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
         t = self.to_comm(x)
@@ -518,7 +550,17 @@ def to_host(tree: Any) -> Any:
 
 
 def to_device_of(tree: Any, like: Array | None) -> Any:
-    """Every torch leaf of a nest moved to the device of ``like`` (unchanged when ``like`` is None or numpy)."""
+    """Every torch leaf of a nest moved to the device of ``like`` (unchanged when ``like`` is None or numpy).
+
+    Parameters
+    ----------
+    tree : array or nest (dict, list, tuple) of arrays, any shapes
+    like : array or None
+
+    Returns
+    -------
+    the nest, its torch leaves on the device of ``like`` (shapes and dtypes unchanged)
+    """
     from smckit.state import tree_map
 
     if like is None or not is_torch(like):

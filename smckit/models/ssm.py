@@ -51,7 +51,25 @@ class Parameters:
         self._cache: dict[tuple[str, str, str], dict[str, Array]] = {}
 
     def get(self, name: str, like: Array) -> Array:
-        """Parameter ``name`` with the backend, dtype and device of ``like``."""
+        """Parameter ``name`` with the backend, dtype and device of ``like``.
+
+        Conversions are cached per backend, dtype and device.
+
+        Parameters
+        ----------
+        name : str
+        like : floating array, any shape
+            numpy array or torch tensor.
+
+        Returns
+        -------
+        array, the parameter's own shape
+
+        Raises
+        ------
+        InvalidArgumentError
+            If ``like`` is not floating point.
+        """
         key = ("torch" if is_torch(like) else "numpy", str(like.dtype), str(device_of(like)))
         converted = self._cache.get(key)
         if converted is None:

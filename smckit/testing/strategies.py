@@ -202,11 +202,20 @@ def to_backend(values: np.ndarray, backend: str = "numpy", *, device: str = "cpu
 
     Parameters
     ----------
-    values : numpy array
+    values : numpy array, any shape
     backend : {"numpy", "torch"}
     device : str
         torch device.
     dtype : numpy dtype, optional
+
+    Returns
+    -------
+    numpy array or torch tensor, the shape of ``values``
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend.
     """
     if dtype is not None:
         values = values.astype(dtype)
