@@ -39,6 +39,7 @@ from smckit.resamplers.base import Resampled
 __all__ = [
     "Prepared",
     "prepare",
+    "float64_rows",
     "scaled_positions",
     "quotient",
     "guard_cumulative",
@@ -192,7 +193,6 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
             f"the {name!r} resampler needs log-weights as a numpy array or a torch tensor, "
             f"got {type(log_weights).__name__}"
         )
-    xp = namespace(log_weights)
     if is_torch(log_weights):
         log_weights = log_weights.detach()
     if log_weights.ndim < 1 or log_weights.shape[-1] < 1:
@@ -208,20 +208,8 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
     batch = tuple(int(s) for s in log_weights.shape[:-1])
     rows = math.prod(batch)
     n_out = _check_n_out(n_out, n, name=name, variable_size=variable_size)
-    device = device_of(log_weights)
-    sequential = str(device) == "cpu"
-    compiled = sequential and _compiled.enabled()
     dtype = log_weights.dtype
-    torch_output = compiled and is_torch(log_weights)
-    if torch_output:
-        # A CPU tensor: the kernels work on a numpy view (no copy for float64); result() returns tensors.
-        import torch
-
-        log_weights = log_weights.to(torch.float64).numpy()
-        xp = namespace(log_weights)
-        device = device_of(log_weights)
-
-    lw = xp.reshape(xp.astype(log_weights, xp.float64, copy=False), (rows, n))
+    xp, lw, device, sequential, compiled, torch_output = float64_rows(log_weights)
     top = xp.max(lw, axis=-1, keepdims=True)
     if sequential:
         top_host = np.asarray(top.cpu() if is_torch(top) else top)[:, 0]
@@ -244,6 +232,39 @@ def _host_zeros(shape: tuple[int, ...], dtype: Any) -> Array:
     if host is None:
         return torch.zeros(shape, dtype=dtype)
     return torch.from_numpy(np.zeros(shape, dtype=host))
+
+
+def float64_rows(x: Array) -> tuple[Any, Array, Any, bool, bool, bool]:
+    """``x`` (*batch, n) as float64 rows (rows, n), in the namespace the scheme will run in.
+
+    Parameters
+    ----------
+    x : float array, shape (*batch, n)
+        numpy array or (detached) torch tensor.
+
+    Returns
+    -------
+    xp : module
+        The namespace of the rows: numpy also for a CPU tensor when the compiled kernels run.
+    rows : float64 array, shape (rows, n)
+    device
+        The rows' device.
+    sequential, compiled, torch_output : bool
+        See :class:`Prepared`. With ``torch_output``, ``rows`` is a numpy view of the tensor (no copy for
+        float64) and :meth:`Prepared.result` turns the outputs back into tensors.
+    """
+    device = device_of(x)
+    sequential = str(device) == "cpu"
+    compiled = sequential and _compiled.enabled()
+    torch_output = compiled and is_torch(x)
+    if torch_output:
+        import torch
+
+        x = x.to(torch.float64).numpy()
+        device = device_of(x)
+    xp = namespace(x)
+    rows = xp.reshape(xp.astype(x, xp.float64, copy=False), (-1, int(x.shape[-1])))
+    return xp, rows, device, sequential, compiled, torch_output
 
 
 def _like(w: Array, draws: np.ndarray) -> Array:

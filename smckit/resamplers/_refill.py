@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from smckit.backend import Array, describe, device_of, is_floating, is_numpy, is_torch, namespace
+from smckit.backend import Array, describe, device_of, is_floating, is_numpy, is_torch
 from smckit.errors import InvalidArgumentError, InvalidWeightsError, ShapeError
 from smckit.random import as_rng
 from smckit.resamplers import _compiled
 from smckit.resamplers._common import (
     Prepared,
     ancestors_from_cumulative,
+    float64_rows,
     guard_cumulative,
     multinomial_cumulative_counts,
     take_along,
@@ -129,19 +130,9 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
     n = int(weights.shape[-1])
     batch = tuple(int(s) for s in weights.shape[:-1])
     rows = math.prod(batch)
-    device = device_of(weights)
     dtype = weights.dtype
-    sequential = str(device) == "cpu"
-    compiled = sequential and _compiled.enabled()
-    torch_output = compiled and is_torch(weights)
-    if torch_output:  # a CPU tensor: run on numpy views, return tensors (see Prepared.result)
-        import torch
-
-        weights, killed = weights.to(torch.float64).numpy(), killed.numpy()
-        device = device_of(weights)
-    xp = namespace(weights)
-    w = xp.reshape(xp.astype(weights, xp.float64, copy=False), (rows, n))
-    killed = xp.reshape(killed, (rows, n))
+    xp, w, device, sequential, compiled, torch_output = float64_rows(weights)
+    killed = xp.reshape(killed.numpy() if torch_output else killed, (rows, n))
     top = xp.max(w, axis=-1, keepdims=True)
     if sequential:  # two reductions (NaN propagates through both); the full scan only to word an error
         host_top, host_low = (np.asarray(v.cpu() if is_torch(v) else v) for v in (top[:, 0], xp.min(w, axis=-1)))
