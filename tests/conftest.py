@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,32 @@ def backend64(request) -> Backend:
     if request.param == "torch":
         pytest.importorskip("torch")
     return Backend(request.param, "float64")
+
+
+# -- plugin state (test_cli.py and test_plugins.py) ------------------------------------------------------------
+PLUGIN_FIXTURES = Path(__file__).resolve().parent / "plugin_fixtures"
+
+
+@pytest.fixture
+def clean_plugins(monkeypatch):
+    """A fresh, environment-independent plugin state for a test; restored afterwards."""
+    from smckit.plugins import loader
+
+    for var in (loader.ENV_STRICT, loader.ENV_DISABLE_AUTOLOAD):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(loader, "_entry_points", lambda: [])
+    loader.reset()
+    yield
+    loader.reset()
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path, clean_plugins):
+    """Fake distributions (see smckit_fixture_support) and a fake built-in instead of smckit's own."""
+    from smckit.plugins import loader
+
+    monkeypatch.syspath_prepend(str(PLUGIN_FIXTURES))
+    import smckit_fixture_support as support
+
+    monkeypatch.setattr(loader, "BUILTIN_MODULES", ("smckit_fixture_builtin",))
+    return support.FakePlugins(tmp_path / "site", monkeypatch)

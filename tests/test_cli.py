@@ -21,23 +21,7 @@ from smckit.plugins import loader
 FIXTURES = Path(__file__).resolve().parent / "plugin_fixtures"
 
 
-@pytest.fixture(autouse=True)
-def clean_plugins(monkeypatch):
-    for var in (loader.ENV_STRICT, loader.ENV_DISABLE_AUTOLOAD):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(loader, "_entry_points", lambda: [])
-    loader.reset()
-    yield
-    loader.reset()
-
-
-@pytest.fixture
-def fake(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    import smckit_fixture_support as support
-
-    monkeypatch.setattr(loader, "BUILTIN_MODULES", ("smckit_fixture_builtin",))
-    return support.FakePlugins(tmp_path / "site", monkeypatch)
+pytestmark = pytest.mark.usefixtures("clean_plugins")  # the fixtures live in conftest.py
 
 
 def test_version(capsys):

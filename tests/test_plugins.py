@@ -35,25 +35,7 @@ FAKE_BUILTIN = "smckit_fixture_builtin"
 STANDARD_RESAMPLERS = ("multinomial", "systematic", "stratified", "residual", "ssp", "killing")
 
 
-@pytest.fixture(autouse=True)
-def clean_plugins(monkeypatch):
-    """A fresh, environment-independent plugin state for each test; restored afterwards."""
-    for var in (loader.ENV_STRICT, loader.ENV_DISABLE_AUTOLOAD):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(loader, "_entry_points", lambda: [])
-    loader.reset()
-    yield
-    loader.reset()
-
-
-@pytest.fixture
-def fake(monkeypatch, tmp_path):
-    """Fake distributions (see smckit_fixture_support) and a fake built-in instead of smckit's own."""
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    import smckit_fixture_support as support
-
-    monkeypatch.setattr(loader, "BUILTIN_MODULES", (FAKE_BUILTIN,))
-    return support.FakePlugins(tmp_path / "site", monkeypatch)
+pytestmark = pytest.mark.usefixtures("clean_plugins")  # the fixtures live in conftest.py
 
 
 def _record(name):
