@@ -51,13 +51,18 @@ def test_kernels_match_the_reference_bit_for_bit(scheme, values, seed, data):
     """For a numpy array and for a CPU tensor holding the same values, the kernel path returns exactly what the
     numpy reference returns: same draws, same arithmetic, same order."""
     n_out = n_out_for(scheme, values.shape[-1], data)
+    rngs = [RNG(seed) for _ in range(3)]
     with use_numba(False):
-        reference = scheme()(values, RNG(seed), n_out=n_out)
+        reference = scheme()(values, rngs[0], n_out=n_out)
     with use_numba(True):
-        from_numpy = scheme()(values, RNG(seed), n_out=n_out)
-        from_torch = scheme()(torch.from_numpy(values), RNG(seed), n_out=n_out)
+        from_numpy = scheme()(values, rngs[1], n_out=n_out)
+        from_torch = scheme()(torch.from_numpy(values), rngs[2], n_out=n_out)
     assert_same(from_numpy, reference)
     assert_same(from_torch, reference)
+    # The kernels draw inside numba from the same numpy Generator: the stream must be left where the reference
+    # leaves it, so that everything drawn afterwards is the same too.
+    after = [rng.uniform(4).tolist() for rng in rngs]
+    assert after[1] == after[0] and after[2] == after[0]
     assert isinstance(from_torch.ancestors, torch.Tensor) and from_torch.ancestors.dtype == torch.int64
     assert from_torch.log_weights.dtype == getattr(torch, str(values.dtype))
 
@@ -149,3 +154,22 @@ def test_refill_survives_extreme_but_valid_weights():
     with use_numba(False):  # an all-zero row is fine where nothing is killed
         a = refill(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[False, False], [True, False]]), 0)
     assert a[0].tolist() == [0, 1] and a[1, 0] in (0, 1)
+
+
+def test_refill_matches_the_reference_row_by_row():
+    """Rows with different numbers of killed slots: each row draws max(deaths) + 1 exponentials, uses its own
+    share, and the stream ends where the reference's ends."""
+    from smckit.resamplers import refill
+
+    gen = np.random.default_rng(8)
+    weights = gen.exponential(size=(4, 3, 700)) * (gen.random((4, 3, 700)) < 0.6)
+    weights[..., 0] += 1.0
+    killed = gen.random((4, 3, 700)) < gen.random((4, 3, 1))
+    killed[1, 2] = False
+    rngs = [RNG(2), RNG(2)]
+    with use_numba(False):
+        reference = refill(weights, killed, rngs[0])
+    got = refill(weights, killed, rngs[1])
+    assert np.array_equal(got, reference)
+    assert rngs[0].uniform(3).tolist() == rngs[1].uniform(3).tolist()
+    assert (weights[killed.nonzero()[:2] + (reference[killed],)] > 0).all()

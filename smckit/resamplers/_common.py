@@ -84,6 +84,8 @@ class Prepared:
     torch_output : bool
         Whether a CPU tensor input is being resampled through a numpy view (``compiled``): :meth:`result`
         hands the outputs back as tensors.
+    sums : float64 array, shape (rows,), or None
+        With ``compiled``: the left-to-right row sums of ``w`` (the last entries of its cumulative sums).
     """
 
     xp: Any
@@ -98,6 +100,7 @@ class Prepared:
     rng: RNG
     compiled: bool = False
     torch_output: bool = False
+    sums: Any = None
 
     def uniform(self, shape: tuple[int, ...]) -> Array:
         """Float64 uniforms on [0, 1) next to the weights.
@@ -209,12 +212,17 @@ def prepare(log_weights: Array, rng: Any, n_out: int | None, *, name: str, varia
     rows = math.prod(batch)
     n_out = _check_n_out(n_out, n, name=name, variable_size=variable_size)
     dtype = log_weights.dtype
-    xp, lw, device, sequential, compiled, torch_output = float64_rows(log_weights)
+    xp, lw, device, sequential, compiled, torch_output = float64_rows(log_weights, native=True)
     top = xp.max(lw, axis=-1, keepdims=True)
     if sequential:
-        top_host = np.asarray(top.cpu() if is_torch(top) else top)[:, 0]
+        top_host = np.asarray(top.cpu() if is_torch(top) else top, dtype=np.float64)[:, 0]
         if not np.isfinite(top_host).all():
             _check_rows(top_host, lw, batch, name)
+        if compiled:
+            w, sums = _compiled.weights(lw, top_host)
+            return Prepared(
+                xp, batch, rows, n, n_out, dtype, device, w, sequential, as_rng(rng), compiled, torch_output, sums
+            )
         w = _exp_(lw - top)
     else:
         ok = xp.isfinite(top)
@@ -234,19 +242,23 @@ def _host_zeros(shape: tuple[int, ...], dtype: Any) -> Array:
     return torch.from_numpy(np.zeros(shape, dtype=host))
 
 
-def float64_rows(x: Array) -> tuple[Any, Array, Any, bool, bool, bool]:
+def float64_rows(x: Array, *, native: bool = False) -> tuple[Any, Array, Any, bool, bool, bool]:
     """``x`` (*batch, n) as float64 rows (rows, n), in the namespace the scheme will run in.
 
     Parameters
     ----------
     x : float array, shape (*batch, n)
         numpy array or (detached) torch tensor.
+    native : bool
+        Keep float32 rows as they are when the compiled kernels run (they convert each element as they read
+        it, which saves a pass over memory).
 
     Returns
     -------
     xp : module
         The namespace of the rows: numpy also for a CPU tensor when the compiled kernels run.
     rows : float64 array, shape (rows, n)
+        float32 where ``native`` kept it.
     device
         The rows' device.
     sequential, compiled, torch_output : bool
@@ -257,14 +269,16 @@ def float64_rows(x: Array) -> tuple[Any, Array, Any, bool, bool, bool]:
     sequential = str(device) == "cpu"
     compiled = sequential and _compiled.enabled()
     torch_output = compiled and is_torch(x)
+    keep = native and compiled and str(x.dtype) in ("float32", "torch.float32")
     if torch_output:
         import torch
 
-        x = x.to(torch.float64).numpy()
+        x = (x if keep else x.to(torch.float64)).numpy()
         device = device_of(x)
     xp = namespace(x)
-    rows = xp.reshape(xp.astype(x, xp.float64, copy=False), (-1, int(x.shape[-1])))
-    return xp, rows, device, sequential, compiled, torch_output
+    if not keep:
+        x = xp.astype(x, xp.float64, copy=False)
+    return xp, xp.reshape(x, (-1, int(x.shape[-1]))), device, sequential, compiled, torch_output
 
 
 def _like(w: Array, draws: np.ndarray) -> Array:

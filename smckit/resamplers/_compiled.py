@@ -2,16 +2,18 @@
 
 The array-API code of each scheme (in its own module) is the reference: it runs on every backend and device.
 On the CPU it is a chain of whole-array passes, each of which reads and writes memory; these kernels do the work
-after the exponentiation in one or two sequential sweeps per row instead. They compute **the same floating-point
-operations in the same order** as the reference (sequential cumulative sums, the same scalings and
-comparisons, the same random draws, which the caller makes), so for a given seed both paths return identical
-ancestors; ``tests/test_compiled.py`` checks this bit for bit.
+in a few sequential sweeps per row instead. They compute **the same floating-point operations in the same
+order** as the reference (sequential cumulative sums, the same scalings and comparisons) and consume the same
+random draws: arrays the caller draws, or draws made inside the kernel from the RNG's numpy Generator, which
+numba's Generator support takes from the bit generator exactly as numpy's methods do. For a given seed both
+paths return identical ancestors and leave the stream in the same state; ``tests/test_compiled.py`` checks
+this bit for bit.
 
-Every kernel takes float64 weights ``w = exp(log_w - max)`` of shape (rows, n), computed by
-:func:`smckit.resamplers._common.prepare`, and returns int64 ancestors. Cumulative counts become ancestors by a
-histogram and a running sum (``a[k] = #{i : G_i <= k}``), which has no data-dependent branch; every histogram
-write is bounds-checked against the output width, so malformed counts cannot write outside the output, and
-every read index is in range by construction (positions are finite and non-negative for validated input).
+:func:`weights` computes ``w = exp(log_w - max)`` and the row sums in one pass; every scheme kernel starts from
+its output and returns int64 ancestors. Cumulative counts become ancestors by a histogram and a running sum
+(``a[k] = #{i : G_i <= k}``), which has no data-dependent branch; every histogram write is bounds-checked
+against the output width, so malformed counts cannot write outside the output, and every read index is in range
+by construction (positions are finite and non-negative for validated input).
 
 numba is optional (``pip install pysmckit[fast]``, part of ``[all]``); without it, or with the environment
 variable ``SMCKIT_NUMBA=0``, or inside :func:`smckit.resamplers.use_numba` with ``False``, the reference path
@@ -39,13 +41,14 @@ __all__ = [
     "available",
     "enabled",
     "use_numba",
+    "weights",
     "systematic",
     "stratified",
     "multinomial",
-    "floors",
     "residual",
     "ssp",
     "killing",
+    "refill",
 ]
 
 # smckit.resamplers._common takes its _ROUND_UP from here, so the two paths scale by the same constant.
@@ -123,22 +126,6 @@ def _sequential_sum(x: Any) -> float:
 
 
 @_jit
-def _two_sums(a: Any, size_a: int, b: Any, size_b: int) -> tuple[float, float]:
-    """``sum(a[:size_a])`` and ``sum(b[:size_b])``, each left to right, in one sweep (two independent chains)."""
-    sum_a = 0.0
-    sum_b = 0.0
-    both = min(size_a, size_b)
-    for i in range(both):
-        sum_a += a[i]
-        sum_b += b[i]
-    for i in range(both, size_a):
-        sum_a += a[i]
-    for i in range(both, size_b):
-        sum_b += b[i]
-    return sum_a, sum_b
-
-
-@_jit
 def _add_count(hist: Any, c: int) -> None:
     """Record one cumulative count ``c`` in the histogram (values at or past its width fill no slot)."""
     if 0 <= c < hist.shape[0]:
@@ -155,12 +142,31 @@ def _running_sum(hist: Any) -> None:
 
 
 @_jit
+def _exponentials(gen: Any, spacings: Any, width: int, used: int) -> float:
+    """Draw ``width`` standard exponentials from ``gen``; keep the first ``used + 1`` in ``spacings`` and return
+    their left-to-right sum.
+
+    numba's ``Generator.standard_exponential`` is numpy's ziggurat on the same bit generator, so this consumes
+    the stream exactly as ``gen.standard_exponential(width)`` does, and keeps the same values.
+    """
+    norm = 0.0
+    for k in range(used + 1):
+        e = gen.standard_exponential()
+        spacings[k] = e
+        norm += e
+    for _ in range(used + 1, width):
+        gen.standard_exponential()
+    return norm
+
+
+@_jit
 def _sorted_uniforms(spacings: Any, draws: int, norm: float, start: Any) -> None:
     """Turn exponential spacings into ``draws`` sorted uniforms on [0, draws), in place, and bucket them.
 
     Mirrors :func:`smckit.resamplers._common.multinomial_cumulative_counts`: ``u_k = P_k * draws / P_draws``
-    with ``P_k = E_0 + ... + E_k`` and ``norm = P_draws``. ``start[b]`` (``draws + 1`` entries) becomes the
-    number of uniforms in the unit buckets below ``b`` (the last bucket is closed above, as the reference's).
+    with ``P_k = E_0 + ... + E_k`` and ``norm = P_draws``. ``spacings[draws]`` becomes ``+inf``, a sentinel
+    above every position. ``start[b]`` (``draws + 1`` entries) becomes the number of uniforms in the unit
+    buckets below ``b`` (the last bucket is closed above, as the reference's).
     """
     if not norm > 0:
         norm = 1.0
@@ -171,46 +177,42 @@ def _sorted_uniforms(spacings: Any, draws: int, norm: float, start: Any) -> None
         partial += spacings[k]
         u = partial * to_uniform
         spacings[k] = u
-        start[min(int(u), draws - 1) + 1] += 1
+        _add_count(start, min(int(u), draws - 1) + 1)
+    spacings[draws] = np.inf
     _running_sum(start[: draws + 1])
 
 
 @_jit
-def _add_multinomial_counts(
-    weights: Any, total: float, uniforms: Any, start: Any, draws: int, whole: Any, hist: Any
-) -> None:
-    """Add each particle's cumulative count to ``hist``: ``G_i = #{k : u_k < x_i}`` (``draws`` for ``x_i >=
-    draws``), plus ``whole[0] + ... + whole[i]`` when ``whole`` is given.
+def _count_below(uniforms: Any, start: Any, draws: int, x: float) -> int:
+    """``#{k : u_k < x}`` for a position ``x`` in [0, draws), from :func:`_sorted_uniforms`' output.
 
-    ``x_i`` are the cumulative ``weights`` (whose sum is ``total``) scaled to ``draws`` as the reference scales
-    them; the uniforms come from :func:`_sorted_uniforms`. A particle's own bucket holds one uniform on average,
-    so three branch-free probes settle almost every count; a longer bucket is finished by a scan.
+    The bucket of ``x`` holds one uniform on average, so three branch-free probes settle almost every count
+    (the uniforms of later buckets, and the sentinel, are at least ``x``); a longer bucket is finished by a
+    scan, which the sentinel stops.
     """
+    lo = np.int64(start[int(x)])
+    c = lo + (uniforms[min(lo, draws)] < x) + (uniforms[min(lo + 1, draws)] < x)
+    c += uniforms[min(lo + 2, draws)] < x
+    if c == lo + 3:
+        while uniforms[c] < x:
+            c += 1
+    return c
+
+
+@_jit
+def _add_multinomial_counts(weights: Any, total: float, uniforms: Any, start: Any, draws: int, hist: Any) -> None:
+    """Add each particle's cumulative count ``G_i = #{k : u_k < x_i}`` (``draws`` for ``x_i >= draws``) to
+    ``hist``, where ``x_i`` are the cumulative ``weights`` (whose sum is ``total``) scaled to ``draws`` as the
+    reference scales them."""
     if not total > 0:
         total = 1.0
     scale = (draws / total) * _ROUND_UP
-    last = uniforms.shape[0] - 1
-    placed = 0
     s = 0.0
     for i in range(weights.shape[0]):
-        if whole is not None:
-            placed += whole[i]
         s += weights[i]
         x = s * scale
-        if not x < draws:  # also a NaN position (never from validated input): no bucket lookup with it
-            _add_count(hist, placed + draws)
-            continue
-        b = int(x)
-        lo = start[b]
-        hi = start[b + 1]
-        c = lo
-        c += (lo < hi) & (uniforms[min(lo, last)] < x)
-        c += (lo + 1 < hi) & (uniforms[min(lo + 1, last)] < x)
-        c += (lo + 2 < hi) & (uniforms[min(lo + 2, last)] < x)
-        if c == lo + 3:
-            while c < hi and uniforms[c] < x:
-                c += 1
-        _add_count(hist, placed + c)
+        # also a NaN position (never from validated input): no bucket lookup with it
+        _add_count(hist, _count_below(uniforms, start, draws, x) if x < draws else draws)
 
 
 @_jit
@@ -226,17 +228,62 @@ def _floor_and_fraction(weights: Any, scale: float, whole: Any, frac: Any) -> in
     return placed
 
 
+def _index_dtype(size: int) -> Any:
+    """int32 for bucket tables that fit it (half the memory traffic), int64 beyond."""
+    return np.int32 if size < 2**31 else np.int64
+
+
+@_jit
+def _weights(log_w: Any, top: Any, w: Any, sums: Any) -> None:
+    for r in range(log_w.shape[0]):
+        shift = top[r]
+        total = 0.0
+        for i in range(log_w.shape[1]):
+            v = math.exp(np.float64(log_w[r, i]) - shift)
+            w[r, i] = v
+            total += v
+        sums[r] = total
+
+
+def weights(log_w: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(log_w - top)`` per row in one pass, in float64 whatever the input's precision, and the row sums.
+
+    The subtraction is the reference's, done in float64 after an exact widening; the exponential is the C
+    library's ``exp`` (numba's ``math.exp``), the function numpy calls for float64 on CPUs without AVX-512,
+    where the two paths then agree bit for bit. numpy's AVX-512 ``exp`` can differ from it in the last bit,
+    and an ancestor then differs only if a cumulative boundary falls inside that bit.
+
+    Parameters
+    ----------
+    log_w : float32 or float64 array, shape (rows, n)
+    top : float64 array, shape (rows,)
+        The row maxima (finite).
+
+    Returns
+    -------
+    w : float64 array, shape (rows, n)
+    sums : float64 array, shape (rows,)
+        Left-to-right row sums of ``w`` (the last entries of its cumulative sums).
+    """
+    w = np.empty(log_w.shape, np.float64)
+    sums = np.empty(log_w.shape[0], np.float64)
+    _weights(log_w, top, w, sums)
+    return w, sums
+
+
 # -- the schemes -----------------------------------------------------------------------------------------------
 # Each scheme is a jitted kernel writing into buffers that numpy allocates: numpy asks the kernel for huge pages
 # on large arrays, so first-touch page faults cost ~1 ns per int64 instead of the ~7 ns of numba's allocator.
+# Kernels that draw take the RNG's numpy Generator and hold its lock while they run (numba's Generator methods
+# consume the bit generator's stream as numpy's do, without taking the lock themselves).
 @_jit
-def _systematic(w: Any, u: Any, out: Any) -> None:
+def _systematic(w: Any, sums: Any, u: Any, out: Any) -> None:
     rows, n = w.shape
     n_out = out.shape[1]
     for r in range(rows):
         row = w[r]
         hist = out[r]
-        scale = (n_out / _sequential_sum(row)) * _ROUND_UP
+        scale = (n_out / sums[r]) * _ROUND_UP
         offset = u[r, 0]
         s = 0.0
         for i in range(n):
@@ -245,12 +292,14 @@ def _systematic(w: Any, u: Any, out: Any) -> None:
         _running_sum(hist)
 
 
-def systematic(w: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
+def systematic(w: np.ndarray, sums: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
     """Systematic ancestors (see :class:`smckit.resamplers.Systematic`).
 
     Parameters
     ----------
     w : float64 array, shape (rows, n)
+    sums : float64 array, shape (rows,)
+        Left-to-right row sums of ``w``.
     u : float64 array, shape (rows, 1)
     n_out : int
 
@@ -259,19 +308,19 @@ def systematic(w: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
     int64 array, shape (rows, n_out)
     """
     out = np.zeros((w.shape[0], n_out), np.int64)
-    _systematic(w, u, out)
+    _systematic(w, sums, u, out)
     return out
 
 
 @_jit
-def _stratified(w: Any, u: Any, out: Any) -> None:
+def _stratified(w: Any, sums: Any, u: Any, out: Any) -> None:
     rows, n = w.shape
     n_out = out.shape[1]
     top = float(n_out - 1)
     for r in range(rows):
         row = w[r]
         hist = out[r]
-        scale = (n_out / _sequential_sum(row)) * _ROUND_UP
+        scale = (n_out / sums[r]) * _ROUND_UP
         s = 0.0
         for i in range(n):
             s += row[i]
@@ -281,12 +330,14 @@ def _stratified(w: Any, u: Any, out: Any) -> None:
         _running_sum(hist)
 
 
-def stratified(w: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
+def stratified(w: np.ndarray, sums: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
     """Stratified ancestors (see :class:`smckit.resamplers.Stratified`).
 
     Parameters
     ----------
     w : float64 array, shape (rows, n)
+    sums : float64 array, shape (rows,)
+        Left-to-right row sums of ``w``.
     u : float64 array, shape (rows, n_out)
         One uniform per stratum.
     n_out : int
@@ -296,28 +347,30 @@ def stratified(w: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
     int64 array, shape (rows, n_out)
     """
     out = np.zeros((w.shape[0], n_out), np.int64)
-    _stratified(w, u, out)
+    _stratified(w, sums, u, out)
     return out
 
 
 @_jit
-def _multinomial(w: Any, spacings: Any, start: Any, out: Any) -> None:
+def _multinomial(w: Any, sums: Any, gen: Any, spacings: Any, start: Any, out: Any) -> None:
     n_out = out.shape[1]
     for r in range(w.shape[0]):
-        total, norm = _two_sums(w[r], w.shape[1], spacings[r], n_out + 1)
-        _sorted_uniforms(spacings[r], n_out, norm, start)
-        _add_multinomial_counts(w[r], total, spacings[r], start, n_out, None, out[r])
+        norm = _exponentials(gen, spacings, n_out + 1, n_out)
+        _sorted_uniforms(spacings, n_out, norm, start)
+        _add_multinomial_counts(w[r], sums[r], spacings, start, n_out, out[r])
         _running_sum(out[r])
 
 
-def multinomial(w: np.ndarray, spacings: np.ndarray, n_out: int) -> np.ndarray:
+def multinomial(w: np.ndarray, sums: np.ndarray, gen: np.random.Generator, n_out: int) -> np.ndarray:
     """Multinomial ancestors (see :class:`smckit.resamplers.Multinomial`).
 
     Parameters
     ----------
     w : float64 array, shape (rows, n)
-    spacings : float64 array, shape (rows, n_out + 1)
-        Standard exponentials; overwritten.
+    sums : float64 array, shape (rows,)
+        Left-to-right row sums of ``w``.
+    gen : numpy.random.Generator
+        Gives ``n_out + 1`` exponentials per row, as ``gen.standard_exponential((rows, n_out + 1))`` would.
     n_out : int
 
     Returns
@@ -325,107 +378,191 @@ def multinomial(w: np.ndarray, spacings: np.ndarray, n_out: int) -> np.ndarray:
     int64 array, shape (rows, n_out)
     """
     out = np.zeros((w.shape[0], n_out), np.int64)
-    _multinomial(w, spacings, np.empty(n_out + 1, np.int64), out)
+    spacings = np.empty(n_out + 1, np.float64)
+    start = np.empty(n_out + 1, _index_dtype(n_out + 1))
+    with gen.bit_generator.lock:
+        _multinomial(w, sums, gen, spacings, start, out)
     return out
 
 
 @_jit
-def _floors(w: Any, totals: Any, draws: int, whole: Any, frac: Any, rest: Any) -> None:
+def _residual_rest(w: Any, totals: Any, draws: int, rest: Any, frac_sums: Any) -> None:
+    """Per row: the draws left after the floors of ``e_i = w_i * draws / total``, and the left-to-right sum of
+    the fractional parts ``e_i - floor(e_i)``."""
     for r in range(w.shape[0]):
-        rest[r] = draws - _floor_and_fraction(w[r], draws / totals[r], whole[r], frac[r])
+        to_expected = draws / totals[r]
+        placed = 0
+        total = 0.0
+        for i in range(w.shape[1]):
+            e = w[r, i] * to_expected
+            f = math.floor(e)
+            placed += int(f)
+            total += e - f
+        rest[r] = draws - placed
+        frac_sums[r] = total
 
 
-def floors(w: np.ndarray, totals: np.ndarray, draws: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The floors and fractional parts of the expected counts ``draws * w / totals``, and the draws left.
+@_jit
+def _residual(
+    w: Any, totals: Any, rest: Any, frac_sums: Any, gen: Any, width: int, spacings: Any, start: Any, out: Any
+) -> None:
+    n_out = out.shape[1]
+    for r in range(w.shape[0]):
+        draws = rest[r]
+        norm = _exponentials(gen, spacings, width, draws)
+        _sorted_uniforms(spacings, draws, norm, start)
+        # The floors and fractions again, from the weights (cheaper than storing them): the same operations.
+        to_expected = n_out / totals[r]
+        total = frac_sums[r]
+        scale = (draws / (total if total > 0 else 1.0)) * _ROUND_UP
+        placed = 0
+        s = 0.0
+        hist = out[r]
+        for i in range(w.shape[1]):
+            e = w[r, i] * to_expected
+            f = math.floor(e)
+            placed += int(f)
+            s += e - f
+            x = s * scale
+            _add_count(hist, placed + (_count_below(spacings, start, draws, x) if x < draws else draws))
+        _running_sum(hist)
+
+
+def residual(w: np.ndarray, totals: np.ndarray, gen: np.random.Generator, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Residual ancestors (see :class:`smckit.resamplers.Residual`).
 
     Parameters
     ----------
     w : float64 array, shape (rows, n)
     totals : float64 array, shape (rows,)
         The row sums of ``w`` as the reference computes them (numpy's pairwise sum).
-    draws : int
-
-    Returns
-    -------
-    whole : int64 array, shape (rows, n)
-    frac : float64 array, shape (rows, n)
-    rest : int64 array, shape (rows,)
-        ``draws`` minus the row sum of ``whole``.
-    """
-    whole = np.empty(w.shape, np.int64)
-    frac = np.empty(w.shape, np.float64)
-    rest = np.empty(w.shape[0], np.int64)
-    _floors(w, totals, draws, whole, frac, rest)
-    return whole, frac, rest
-
-
-@_jit
-def _residual(whole: Any, frac: Any, rest: Any, spacings: Any, start: Any, out: Any) -> None:
-    for r in range(whole.shape[0]):
-        total, norm = _two_sums(frac[r], frac.shape[1], spacings[r], rest[r] + 1)
-        _sorted_uniforms(spacings[r], rest[r], norm, start)
-        _add_multinomial_counts(frac[r], total, spacings[r], start, rest[r], whole[r], out[r])
-        _running_sum(out[r])
-
-
-def residual(whole: np.ndarray, frac: np.ndarray, rest: np.ndarray, spacings: np.ndarray, n_out: int) -> np.ndarray:
-    """Residual ancestors (see :class:`smckit.resamplers.Residual`), from the output of :func:`floors`.
-
-    Parameters
-    ----------
-    whole : int64 array, shape (rows, n)
-    frac : float64 array, shape (rows, n)
-    rest : int64 array, shape (rows,)
-    spacings : float64 array, shape (rows, max(rest) + 1) or wider
-        Standard exponentials; overwritten.
+    gen : numpy.random.Generator
+        Gives ``max(rest) + 1`` exponentials per row, as the reference draws them.
     n_out : int
 
     Returns
     -------
-    int64 array, shape (rows, n_out)
+    ancestors : int64 array, shape (rows, n_out)
+    rest : int64 array, shape (rows, 1)
+        The multinomial draws per row.
     """
-    out = np.zeros((whole.shape[0], n_out), np.int64)
-    _residual(whole, frac, rest, spacings, np.empty(spacings.shape[1], np.int64), out)
-    return out
+    rows = w.shape[0]
+    rest = np.empty(rows, np.int64)
+    frac_sums = np.empty(rows, np.float64)
+    _residual_rest(w, totals, n_out, rest, frac_sums)
+    width = int(rest.max()) + 1 if rows else 1
+    spacings = np.empty(width, np.float64)
+    start = np.empty(width, _index_dtype(width))
+    out = np.zeros((rows, n_out), np.int64)
+    with gen.bit_generator.lock:
+        _residual(w, totals, rest, frac_sums, gen, width, spacings, start, out)
+    return out, rest[:, None]
 
 
 @_jit
-def _killing(w: Any, killed: Any, deaths: Any, spacings: Any, start: Any, replacements: Any, out: Any) -> None:
+def _survival(w: Any, gen: Any, killed: Any, deaths: Any) -> None:
+    """Particle ``i`` dies unless ``U_i < w_i`` (``U_i`` uniform, drawn row after row)."""
+    for r in range(w.shape[0]):
+        dead = 0
+        for i in range(w.shape[1]):
+            k = gen.random() >= w[r, i]
+            killed[r, i] = k
+            dead += k
+        deaths[r] = dead
+
+
+@_jit
+def _refill(
+    w: Any, sums: Any, killed: Any, deaths: Any, gen: Any, width: int, spacings: Any, start: Any, out: Any
+) -> None:
     rows, n = w.shape
     for r in range(rows):
         dead = deaths[r]
-        total, norm = _two_sums(w[r], n, spacings[r], dead + 1)
-        _sorted_uniforms(spacings[r], dead, norm, start)
-        replacements[:] = 0
-        _add_multinomial_counts(w[r], total, spacings[r], start, dead, None, replacements)
-        _running_sum(replacements)
-        j = 0
-        for i in range(n):
+        norm = _exponentials(gen, spacings, width, dead)
+        _sorted_uniforms(spacings, dead, norm, start)
+        # The dead draws, sorted, as ancestors in the first `dead` slots of the output row (histogram, then
+        # running sum); the row is then filled from its end, where no draw is still unread.
+        replacements = out[r]
+        replacements[:dead] = 0
+        _add_multinomial_counts(w[r], sums[r], spacings, start, dead, replacements[:dead])
+        _running_sum(replacements[:dead])
+        j = dead
+        for i in range(n - 1, -1, -1):
             k = killed[r, i]
-            out[r, i] = replacements[min(j, n - 1)] if k else i
-            j += k
+            j -= k
+            drawn = replacements[j]  # read unconditionally: a select, not a branch on the random mask
+            replacements[i] = drawn if k else i
 
 
-def killing(w: np.ndarray, killed: np.ndarray, deaths: np.ndarray, spacings: np.ndarray) -> np.ndarray:
-    """Killing ancestors (see :class:`smckit.resamplers.Killing`).
+def refill(
+    w: np.ndarray,
+    killed: np.ndarray,
+    gen: np.random.Generator,
+    *,
+    sums: np.ndarray | None = None,
+    deaths: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refilled ancestors (see :func:`smckit.resamplers.refill`).
 
     Parameters
     ----------
     w : float64 array, shape (rows, n)
     killed : bool array, shape (rows, n)
-    deaths : int64 array, shape (rows,)
-        The number of killed particles per row.
-    spacings : float64 array, shape (rows, max(deaths) + 1) or wider
-        Standard exponentials for the replacements; overwritten.
+    gen : numpy.random.Generator
+        Gives ``max(deaths) + 1`` exponentials per row, as the reference draws them.
+    sums, deaths : arrays of shape (rows,), optional
+        Left-to-right row sums of ``w`` and the number of killed slots per row, when the caller has them.
 
     Returns
     -------
-    int64 array, shape (rows, n)
+    ancestors : int64 array, shape (rows, n)
+    deaths : int64 array, shape (rows, 1)
     """
     rows, n = w.shape
+    if deaths is None:
+        deaths = np.count_nonzero(killed, axis=-1).astype(np.int64)
+    if sums is None:
+        sums = np.empty(rows, np.float64)
+        _row_sums(w, sums)
+    width = int(deaths.max()) + 1 if rows else 1
+    spacings = np.empty(width, np.float64)
+    start = np.empty(width, _index_dtype(width))
     out = np.empty((rows, n), np.int64)
-    _killing(w, killed, deaths, spacings, np.empty(spacings.shape[1], np.int64), np.empty(n, np.int64), out)
-    return out
+    with gen.bit_generator.lock:
+        _refill(w, sums, killed, deaths, gen, width, spacings, start, out)
+    return out, deaths[:, None]
+
+
+@_jit
+def _row_sums(w: Any, sums: Any) -> None:
+    for r in range(w.shape[0]):
+        sums[r] = _sequential_sum(w[r])
+
+
+def killing(w: np.ndarray, sums: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Killing ancestors (see :class:`smckit.resamplers.Killing`): survival, then :func:`refill`.
+
+    Parameters
+    ----------
+    w : float64 array, shape (rows, n)
+        Weights relative to the row maximum.
+    sums : float64 array, shape (rows,)
+        Left-to-right row sums of ``w``.
+    gen : numpy.random.Generator
+        Gives ``rows * n`` uniforms, then ``max(deaths) + 1`` exponentials per row, as the reference draws them.
+
+    Returns
+    -------
+    ancestors : int64 array, shape (rows, n)
+    killed : bool array, shape (rows, n)
+    deaths : int64 array, shape (rows, 1)
+    """
+    killed = np.empty(w.shape, np.bool_)
+    deaths = np.empty(w.shape[0], np.int64)
+    with gen.bit_generator.lock:
+        _survival(w, gen, killed, deaths)
+    ancestors, deaths_ = refill(w, killed, gen, sums=sums, deaths=deaths)
+    return ancestors, killed, deaths_
 
 
 @_jit

@@ -91,10 +91,10 @@ def refill_rows(prep: Prepared, w: Array, killed: Array) -> tuple[Array, Array]:
         The number of killed slots per row.
     """
     xp, n = prep.xp, prep.n
+    if prep.compiled:
+        return _compiled.refill(w, killed, prep.rng.numpy)
     deaths = xp.sum(killed, axis=-1, keepdims=True, dtype=xp.int64)
     spacings = prep.exponential((prep.rows, prep.most(deaths, n) + 1))
-    if prep.compiled:
-        return _compiled.killing(w, killed, deaths[:, 0], spacings), deaths
     cumsum = prep.cumsum(w)
     total = cumsum[:, -1:]
     total = xp.where(total > 0, total, xp.ones_like(total))  # an all-zero row without killed slots

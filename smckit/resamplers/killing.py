@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.backend import Array
+from smckit.resamplers import _compiled
 from smckit.resamplers._common import prepare
 from smckit.resamplers._refill import refill_rows
 from smckit.resamplers.base import Capabilities, Resampled
@@ -36,6 +37,9 @@ class Killing:
             If ``n_out`` differs from ``n`` (and see :func:`smckit.resamplers._common.prepare`).
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=False)
+        if prep.compiled:
+            ancestors, killed, deaths = _compiled.killing(prep.w, prep.sums, prep.rng.numpy)
+            return prep.result(ancestors, reborn=killed, info={"deaths": deaths})
         killed = prep.uniform((prep.rows, prep.n)) >= prep.w  # survives iff U < w_i (never when w_i = 0)
         ancestors, deaths = refill_rows(prep, prep.w, killed)
         return prep.result(ancestors, reborn=killed, info={"deaths": deaths})

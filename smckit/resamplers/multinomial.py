@@ -42,9 +42,9 @@ class Multinomial:
         """
         prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
         N = prep.n_out
-        spacings = prep.exponential((prep.rows, N + 1))
         if prep.compiled:
-            return prep.result(_compiled.multinomial(prep.w, spacings, N))
+            return prep.result(_compiled.multinomial(prep.w, prep.sums, prep.rng.numpy, N))
+        spacings = prep.exponential((prep.rows, N + 1))
         cumsum = prep.cumsum(prep.w)
         cum = multinomial_cumulative_counts(prep, cumsum, cumsum[:, -1:], N, spacings)
         cum = guard_cumulative(prep, cum, prep.w, N)

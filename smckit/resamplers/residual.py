@@ -45,9 +45,7 @@ class Residual:
         xp, N = prep.xp, prep.n_out
         totals = xp.sum(prep.w, axis=-1, keepdims=True)
         if prep.compiled:
-            whole, frac, rest = _compiled.floors(prep.w, totals[:, 0], N)
-            spacings = prep.exponential((prep.rows, prep.most(rest, min(N, prep.n)) + 1))
-            ancestors = _compiled.residual(whole, frac, rest, spacings, N)
+            ancestors, rest = _compiled.residual(prep.w, totals[:, 0], prep.rng.numpy, N)
             return prep.result(ancestors, info={"residual_draws": rest})
         expected = prep.w * quotient(N, totals)
         whole = xp.floor(expected)

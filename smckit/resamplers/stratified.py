@@ -46,7 +46,7 @@ class Stratified:
         xp, N = prep.xp, prep.n_out
         u = prep.uniform((prep.rows, N))
         if prep.compiled:
-            return prep.result(_compiled.stratified(prep.w, u, N))
+            return prep.result(_compiled.stratified(prep.w, prep.sums, u, N))
         cumsum = prep.cumsum(prep.w)
         x = scaled_positions(prep, cumsum, cumsum[:, -1:], N)
         m = xp.astype(xp.minimum(xp.floor(x), float(N - 1)), xp.int64)

@@ -48,7 +48,7 @@ class Systematic:
         xp, N = prep.xp, prep.n_out
         u = prep.uniform((prep.rows, 1))
         if prep.compiled:
-            return prep.result(_compiled.systematic(prep.w, u, N))
+            return prep.result(_compiled.systematic(prep.w, prep.sums, u, N))
         cumsum = prep.cumsum(prep.w)
         x = scaled_positions(prep, cumsum, cumsum[:, -1:], N)
         # #{k >= 0 : k + 1 - u <= x} = floor(x + u): 0 at x = 0, at least N from x >= N on. x + u >= 0, so the
