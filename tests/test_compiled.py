@@ -173,3 +173,26 @@ def test_refill_matches_the_reference_row_by_row():
     assert np.array_equal(got, reference)
     assert rngs[0].uniform(3).tolist() == rngs[1].uniform(3).tolist()
     assert (weights[killed.nonzero()[:2] + (reference[killed],)] > 0).all()
+
+
+@pytest.mark.parametrize("scheme", [Multinomial, Residual, Killing], ids=["multinomial", "residual", "killing"])
+def test_scratch_tables_are_per_thread_and_never_returned(scheme):
+    """The sorted-draws tables are kept for a thread's next call: threads running at once must not share them,
+    and no output may alias them (a later call would overwrite it)."""
+    values = np.random.default_rng(4).standard_normal((2, 20000))
+    expected = [scheme()(values, RNG(seed)).ancestors for seed in range(4)]
+    got: dict[int, np.ndarray] = {}
+
+    def work(seed):
+        for _ in range(3):
+            got[seed] = scheme()(values, RNG(seed)).ancestors
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in range(4):
+        assert np.array_equal(got[seed], expected[seed])
+    kept = [b for b in _compiled._scratch.__dict__.get("buffers", {}).values()]
+    assert kept and not any(np.shares_memory(expected[0], b) for b in kept)

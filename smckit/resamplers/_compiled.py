@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -228,9 +229,32 @@ def _floor_and_fraction(weights: Any, scale: float, whole: Any, frac: Any) -> in
     return placed
 
 
-def _index_dtype(size: int) -> Any:
-    """int32 for bucket tables that fit it (half the memory traffic), int64 beyond."""
-    return np.int32 if size < 2**31 else np.int64
+# The sorted-draws stage needs two scratch tables as long as the draws. Each thread keeps its last ones for its
+# next call: an SMC run resamples the same number of particles at every step, and fresh memory costs a page
+# fault per 4 KiB (about 1 ns per float64 here, a tenth of a multinomial call). Tables over _KEEP_BYTES are not
+# kept. Nothing a caller receives is ever scratch.
+_KEEP_BYTES = 2**27
+_scratch = threading.local()
+
+
+def _buffer(slot: str, size: int, dtype: Any) -> np.ndarray:
+    """This thread's scratch array ``slot`` with ``size`` elements of ``dtype`` (contents undefined)."""
+    cache: dict[str, np.ndarray] = _scratch.__dict__.setdefault("buffers", {})
+    kept = cache.get(slot)
+    if kept is not None and kept.dtype == dtype and kept.size >= size:
+        return kept[:size]
+    fresh = np.empty(size, dtype)
+    if fresh.nbytes <= _KEEP_BYTES:
+        cache[slot] = fresh
+    else:
+        cache.pop(slot, None)
+    return fresh
+
+
+def _draw_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch for :func:`_sorted_uniforms`: float64 spacings and a bucket table of ``size`` entries (int32 when
+    it fits, half the memory traffic of int64)."""
+    return _buffer("spacings", size, np.float64), _buffer("start", size, np.int32 if size < 2**31 else np.int64)
 
 
 @_jit
@@ -378,8 +402,7 @@ def multinomial(w: np.ndarray, sums: np.ndarray, gen: np.random.Generator, n_out
     int64 array, shape (rows, n_out)
     """
     out = np.zeros((w.shape[0], n_out), np.int64)
-    spacings = np.empty(n_out + 1, np.float64)
-    start = np.empty(n_out + 1, _index_dtype(n_out + 1))
+    spacings, start = _draw_tables(n_out + 1)
     with gen.bit_generator.lock:
         _multinomial(w, sums, gen, spacings, start, out)
     return out
@@ -451,8 +474,7 @@ def residual(w: np.ndarray, totals: np.ndarray, gen: np.random.Generator, n_out:
     frac_sums = np.empty(rows, np.float64)
     _residual_rest(w, totals, n_out, rest, frac_sums)
     width = int(rest.max()) + 1 if rows else 1
-    spacings = np.empty(width, np.float64)
-    start = np.empty(width, _index_dtype(width))
+    spacings, start = _draw_tables(width)
     out = np.zeros((rows, n_out), np.int64)
     with gen.bit_generator.lock:
         _residual(w, totals, rest, frac_sums, gen, width, spacings, start, out)
@@ -525,8 +547,7 @@ def refill(
         sums = np.empty(rows, np.float64)
         _row_sums(w, sums)
     width = int(deaths.max()) + 1 if rows else 1
-    spacings = np.empty(width, np.float64)
-    start = np.empty(width, _index_dtype(width))
+    spacings, start = _draw_tables(width)
     out = np.empty((rows, n), np.int64)
     with gen.bit_generator.lock:
         _refill(w, sums, killed, deaths, gen, width, spacings, start, out)
