@@ -172,7 +172,7 @@ def test_refill_matches_the_reference_row_by_row():
     got = refill(weights, killed, rngs[1])
     assert np.array_equal(got, reference)
     assert rngs[0].uniform(3).tolist() == rngs[1].uniform(3).tolist()
-    assert (weights[killed.nonzero()[:2] + (reference[killed],)] > 0).all()
+    assert (weights[(*killed.nonzero()[:2], reference[killed])] > 0).all()
 
 
 @pytest.mark.parametrize("scheme", [Multinomial, Residual, Killing], ids=["multinomial", "residual", "killing"])
