@@ -196,3 +196,17 @@ def test_scratch_tables_are_per_thread_and_never_returned(scheme):
         assert np.array_equal(got[seed], expected[seed])
     kept = [b for b in _compiled._scratch.__dict__.get("buffers", {}).values()]
     assert kept and not any(np.shares_memory(expected[0], b) for b in kept)
+
+
+def test_a_kept_buffer_is_reused_only_when_nothing_else_holds_it():
+    take = _compiled._buffer
+    first = take("test-slot", 10, np.float64)
+    assert not np.shares_memory(first, take("test-slot", 10, np.float64))  # still held: a fresh one
+    del first
+    view = take("test-slot", 10, np.float64).reshape(2, 5)[1:]
+    assert not np.shares_memory(view, take("test-slot", 10, np.float64))  # a view keeps its base alive
+    del view
+    address = _compiled._scratch.buffers["test-slot"].ctypes.data  # (holding the buffer would block its reuse)
+    again = take("test-slot", 8, np.float64)
+    assert again.ctypes.data == address and again.shape == (8,)
+    assert take("test-slot", 8, np.int32).dtype == np.int32  # another dtype: fresh, never a reinterpretation

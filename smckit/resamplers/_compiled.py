@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -229,20 +230,32 @@ def _floor_and_fraction(weights: Any, scale: float, whole: Any, frac: Any) -> in
     return placed
 
 
-# The sorted-draws stage needs two scratch tables as long as the draws. Each thread keeps its last ones for its
-# next call: an SMC run resamples the same number of particles at every step, and fresh memory costs a page
-# fault per 4 KiB (about 1 ns per float64 here, a tenth of a multinomial call). Tables over _KEEP_BYTES are not
-# kept. Nothing a caller receives is ever scratch.
+# Scratch memory: each thread keeps the last buffer of each kind for its next call, since an SMC run resamples
+# the same number of particles at every step and fresh memory costs a page fault per 4 KiB (about 1 ns per
+# float64 here, a tenth of a multinomial call). A kept buffer is handed out again only when nothing outside the
+# cache refers to it (no array or view of it is alive: views hold a reference to their base), so a result that
+# is still in use is never overwritten. Buffers over _KEEP_BYTES are not kept.
 _KEEP_BYTES = 2**27
 _scratch = threading.local()
+
+
+def _references(cache: dict[str, np.ndarray], slot: str) -> int:
+    """``sys.getrefcount`` of ``cache[slot]`` as seen from here (a large number for an empty slot)."""
+    kept = cache.get(slot)
+    return sys.getrefcount(kept) if kept is not None else 1 << 30
+
+
+# What _references reports for a buffer that only its cache holds (calibrated: interpreters count differently).
+_UNREFERENCED = _references({"probe": np.empty(1)}, "probe")
 
 
 def _buffer(slot: str, size: int, dtype: Any) -> np.ndarray:
     """This thread's scratch array ``slot`` with ``size`` elements of ``dtype`` (contents undefined)."""
     cache: dict[str, np.ndarray] = _scratch.__dict__.setdefault("buffers", {})
-    kept = cache.get(slot)
-    if kept is not None and kept.dtype == dtype and kept.size >= size:
-        return kept[:size]
+    if _references(cache, slot) <= _UNREFERENCED:
+        kept = cache[slot]
+        if kept.dtype == dtype and kept.size >= size:
+            return kept[:size]
     fresh = np.empty(size, dtype)
     if fresh.nbytes <= _KEEP_BYTES:
         cache[slot] = fresh
@@ -289,7 +302,7 @@ def weights(log_w: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     sums : float64 array, shape (rows,)
         Left-to-right row sums of ``w`` (the last entries of its cumulative sums).
     """
-    w = np.empty(log_w.shape, np.float64)
+    w = _buffer("weights", log_w.size, np.float64).reshape(log_w.shape)
     sums = np.empty(log_w.shape[0], np.float64)
     _weights(log_w, top, w, sums)
     return w, sums
