@@ -10,10 +10,11 @@ paths return identical ancestors and leave the stream in the same state; ``tests
 this bit for bit.
 
 :func:`weights` computes ``w = exp(log_w - max)`` and the row sums in one pass; every scheme kernel starts from
-its output and returns int64 ancestors. Cumulative counts become ancestors by a histogram and a running sum
-(``a[k] = #{i : G_i <= k}``), which has no data-dependent branch; every histogram write is bounds-checked
-against the output width, so malformed counts cannot write outside the output, and every read index is in range
-by construction (positions are finite and non-negative for validated input).
+its output and returns int64 ancestors. Cumulative counts become ancestors by recording, for each count, the
+last particle that reaches it, and a running maximum (``a[k] = #{i : G_i <= k}``), which has no data-dependent
+branch; every record is bounds-checked against the output width, so malformed counts cannot write outside the
+output, and every read index is in range by construction (positions are finite and non-negative for validated
+input).
 
 numba is optional (``pip install pysmckit[fast]``, part of ``[all]``); without it, or with the environment
 variable ``SMCKIT_NUMBA=0``, or inside :func:`smckit.resamplers.use_numba` with ``False``, the reference path
@@ -128,19 +129,33 @@ def _sequential_sum(x: Any) -> float:
 
 
 @_jit
-def _add_count(hist: Any, c: int) -> None:
-    """Record one cumulative count ``c`` in the histogram (values at or past its width fill no slot)."""
-    if 0 <= c < hist.shape[0]:
-        hist[c] += 1
+def _record(last: Any, c: int, i: int) -> None:
+    """Record that particle ``i`` has cumulative count ``c``: ``last[c] = i + 1`` (``last`` starts at zero; values
+    at or past its width fill no slot).
+
+    Counts are non-decreasing, so the last particle to write slot ``c`` is the last one with ``G_i = c``, and
+    after :func:`_running_max` ``last[k] = #{i : G_i <= k}``. A plain store, where a histogram's increment would
+    wait for the previous particle's increment of the same slot (runs of particles with equal counts are the
+    rule: every particle with a small weight).
+    """
+    if 0 <= c < last.shape[0]:
+        last[c] = i + 1
 
 
 @_jit
-def _running_sum(hist: Any) -> None:
-    """Turn the histogram of cumulative counts into ancestors in place: ``a[k] = #{i : G_i <= k}``."""
-    acc = 0
-    for k in range(hist.shape[0]):
-        acc += hist[k]
-        hist[k] = acc
+def _running_max(last: Any) -> None:
+    """Turn the records of :func:`_record` into ancestors in place: ``a[k] = max(last[0], ..., last[k])``.
+
+    A slot holds 0 or a value at least the running maximum, so the maximum is "the last non-zero value". It is
+    selected with a mask (``-1`` for a non-zero ``v``: the sign bit of ``v | -v``), not a comparison, which LLVM
+    would turn into a mispredicted branch.
+    """
+    acc = np.int64(0)
+    for k in range(last.shape[0]):
+        v = np.int64(last[k])
+        keep_new = (v | -v) >> 63
+        acc = (v & keep_new) | (acc & ~keep_new)
+        last[k] = acc
 
 
 @_jit
@@ -179,9 +194,9 @@ def _sorted_uniforms(spacings: Any, draws: int, norm: float, start: Any) -> None
         partial += spacings[k]
         u = partial * to_uniform
         spacings[k] = u
-        _add_count(start, min(int(u), draws - 1) + 1)
+        _record(start, min(int(u), draws - 1) + 1, k)
     spacings[draws] = np.inf
-    _running_sum(start[: draws + 1])
+    _running_max(start[: draws + 1])
 
 
 @_jit
@@ -214,7 +229,7 @@ def _add_multinomial_counts(weights: Any, total: float, uniforms: Any, start: An
         s += weights[i]
         x = s * scale
         # also a NaN position (never from validated input): no bucket lookup with it
-        _add_count(hist, _count_below(uniforms, start, draws, x) if x < draws else draws)
+        _record(hist, _count_below(uniforms, start, draws, x) if x < draws else draws, i)
 
 
 @_jit
@@ -325,8 +340,8 @@ def _systematic(w: Any, sums: Any, u: Any, out: Any) -> None:
         s = 0.0
         for i in range(n):
             s += row[i]
-            _add_count(hist, min(int(s * scale + offset), n_out))
-        _running_sum(hist)
+            _record(hist, min(int(s * scale + offset), n_out), i)
+        _running_max(hist)
 
 
 def systematic(w: np.ndarray, sums: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
@@ -363,8 +378,8 @@ def _stratified(w: Any, sums: Any, u: Any, out: Any) -> None:
             s += row[i]
             x = s * scale
             m = int(min(math.floor(x), top))
-            _add_count(hist, m + (1 if u[r, m] < x - m else 0))
-        _running_sum(hist)
+            _record(hist, m + (1 if u[r, m] < x - m else 0), i)
+        _running_max(hist)
 
 
 def stratified(w: np.ndarray, sums: np.ndarray, u: np.ndarray, n_out: int) -> np.ndarray:
@@ -395,7 +410,7 @@ def _multinomial(w: Any, sums: Any, gen: Any, spacings: Any, start: Any, out: An
         norm = _exponentials(gen, spacings, n_out + 1, n_out)
         _sorted_uniforms(spacings, n_out, norm, start)
         _add_multinomial_counts(w[r], sums[r], spacings, start, n_out, out[r])
-        _running_sum(out[r])
+        _running_max(out[r])
 
 
 def multinomial(w: np.ndarray, sums: np.ndarray, gen: np.random.Generator, n_out: int) -> np.ndarray:
@@ -460,8 +475,8 @@ def _residual(
             placed += int(f)
             s += e - f
             x = s * scale
-            _add_count(hist, placed + (_count_below(spacings, start, draws, x) if x < draws else draws))
-        _running_sum(hist)
+            _record(hist, placed + (_count_below(spacings, start, draws, x) if x < draws else draws), i)
+        _running_max(hist)
 
 
 def residual(w: np.ndarray, totals: np.ndarray, gen: np.random.Generator, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -515,12 +530,12 @@ def _refill(
         dead = deaths[r]
         norm = _exponentials(gen, spacings, width, dead)
         _sorted_uniforms(spacings, dead, norm, start)
-        # The dead draws, sorted, as ancestors in the first `dead` slots of the output row (histogram, then
-        # running sum); the row is then filled from its end, where no draw is still unread.
+        # The dead draws, sorted, as ancestors in the first `dead` slots of the output row (records, then
+        # running maximum); the row is then filled from its end, where no draw is still unread.
         replacements = out[r]
         replacements[:dead] = 0
         _add_multinomial_counts(w[r], sums[r], spacings, start, dead, replacements[:dead])
-        _running_sum(replacements[:dead])
+        _running_max(replacements[:dead])
         j = dead
         for i in range(n - 1, -1, -1):
             k = killed[r, i]
@@ -639,8 +654,8 @@ def _ssp(w: Any, totals: Any, u: Any, whole: Any, frac: Any, holder: Any, source
         placed = 0
         for i in range(n):
             placed += whole[i]
-            _add_count(hist, placed)
-        _running_sum(hist)
+            _record(hist, placed, i)
+        _running_max(hist)
         last = left
         for s in range(t):
             if extra[s]:
