@@ -113,8 +113,7 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
             raise InvalidArgumentError(f"refill needs {what} as a numpy array or a torch tensor, got {type(x)}")
     if is_torch(weights) != is_torch(killed) or str(device_of(weights)) != str(device_of(killed)):
         raise InvalidArgumentError(
-            f"refill needs weights and killed on one backend and device, got {describe(weights)} and "
-            f"{describe(killed)}"
+            f"refill needs weights and killed on one backend and device, got {describe(weights)} and {describe(killed)}"
         )
     if weights.ndim < 1 or weights.shape[-1] < 1 or tuple(weights.shape) != tuple(killed.shape):
         raise ShapeError(
