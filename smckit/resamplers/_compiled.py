@@ -131,15 +131,16 @@ def _sequential_sum(x: Any) -> float:
 @_jit
 def _record(last: Any, c: int, i: int) -> None:
     """Record that particle ``i`` has cumulative count ``c``: ``last[c] = i + 1`` (``last`` starts at zero; values
-    at or past its width fill no slot).
+    outside its width fill no slot).
 
     Counts are non-decreasing, so the last particle to write slot ``c`` is the last one with ``G_i = c``, and
     after :func:`_running_max` ``last[k] = #{i : G_i <= k}``. A plain store, where a histogram's increment would
     wait for the previous particle's increment of the same slot (runs of particles with equal counts are the
     rule: every particle with a small weight).
     """
-    if 0 <= c < last.shape[0]:
-        last[c] = i + 1
+    slot = np.uint64(c)  # a negative count wraps past the width: one comparison checks both bounds
+    if slot < np.uint64(last.shape[0]):
+        last[slot] = i + 1
 
 
 @_jit
@@ -205,15 +206,18 @@ def _count_below(uniforms: Any, start: Any, draws: int, x: float) -> int:
 
     The bucket of ``x`` holds one uniform on average, so three branch-free probes settle almost every count
     (the uniforms of later buckets, and the sentinel, are at least ``x``); a longer bucket is finished by a
-    scan, which the sentinel stops.
+    scan, which the sentinel stops. Indices are unsigned, which spares numba's negative-index wraparound (a
+    third of this loop's instructions).
     """
-    lo = np.int64(start[int(x)])
-    c = lo + (uniforms[min(lo, draws)] < x) + (uniforms[min(lo + 1, draws)] < x)
-    c += uniforms[min(lo + 2, draws)] < x
-    if c == lo + 3:
+    one = np.uint64(1)
+    top = np.uint64(draws)
+    lo = np.uint64(start[np.uint64(int(x))])
+    c = lo + np.uint64(uniforms[min(lo, top)] < x) + np.uint64(uniforms[min(lo + one, top)] < x)
+    c += np.uint64(uniforms[min(lo + one + one, top)] < x)
+    if c == lo + np.uint64(3):
         while uniforms[c] < x:
-            c += 1
-    return c
+            c += one
+    return np.int64(c)
 
 
 @_jit
@@ -523,25 +527,45 @@ def _survival(w: Any, gen: Any, killed: Any, deaths: Any) -> None:
 
 @_jit
 def _refill(
-    w: Any, sums: Any, killed: Any, deaths: Any, gen: Any, width: int, spacings: Any, start: Any, out: Any
+    w: Any,
+    sums: Any,
+    killed: Any,
+    deaths: Any,
+    gen: Any,
+    width: int,
+    spacings: Any,
+    start: Any,
+    draws: Any,
+    slots: Any,
+    out: Any,
 ) -> None:
-    rows, n = w.shape
-    for r in range(rows):
+    for r in range(w.shape[0]):
         dead = deaths[r]
         norm = _exponentials(gen, spacings, width, dead)
         _sorted_uniforms(spacings, dead, norm, start)
-        # The dead draws, sorted, as ancestors in the first `dead` slots of the output row (records, then
-        # running maximum); the row is then filled from its end, where no draw is still unread.
-        replacements = out[r]
-        replacements[:dead] = 0
-        _add_multinomial_counts(w[r], sums[r], spacings, start, dead, replacements[:dead])
-        _running_max(replacements[:dead])
-        j = dead
-        for i in range(n - 1, -1, -1):
-            k = killed[r, i]
-            j -= k
-            drawn = replacements[j]  # read unconditionally: a select, not a branch on the random mask
-            replacements[i] = drawn if k else i
+        sorted_draws = draws[:dead]
+        sorted_draws[:] = 0
+        _add_multinomial_counts(w[r], sums[r], spacings, start, dead, sorted_draws)
+        _running_max(sorted_draws)
+        _place(out[r], killed[r], sorted_draws, slots)
+
+
+@_jit
+def _place(row: Any, killed: Any, draws: Any, slots: Any) -> None:
+    """``row[i] = i``, then the killed slots, in order, take ``draws``.
+
+    The killed slots are first listed without a branch (every index is written, the count advances only for a
+    killed one): choosing per slot between ``i`` and a draw compiles to a branch on the random mask, which costs
+    twice as much.
+    """
+    j = 0
+    last = slots.shape[0] - 1  # (slots has room for every killed slot and one more; the clamp keeps any input safe)
+    for i in range(row.shape[0]):
+        row[i] = i
+        slots[min(j, last)] = i
+        j += killed[i]
+    for q in range(min(j, draws.shape[0])):
+        row[slots[q]] = draws[q]
 
 
 def refill(
@@ -576,9 +600,10 @@ def refill(
         _row_sums(w, sums)
     width = int(deaths.max()) + 1 if rows else 1
     spacings, start = _draw_tables(width)
+    draws, slots = _buffer("draws", width, np.int64), _buffer("slots", width, np.int64)
     out = np.empty((rows, n), np.int64)
     with gen.bit_generator.lock:
-        _refill(w, sums, killed, deaths, gen, width, spacings, start, out)
+        _refill(w, sums, killed, deaths, gen, width, spacings, start, draws, slots, out)
     return out, deaths[:, None]
 
 
