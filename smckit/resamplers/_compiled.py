@@ -221,16 +221,21 @@ def _count_below(uniforms: Any, start: Any, draws: int, x: float) -> int:
 
 
 @_jit
-def _add_multinomial_counts(weights: Any, total: float, uniforms: Any, start: Any, draws: int, hist: Any) -> None:
+def _add_multinomial_counts(
+    weights: Any, total: float, uniforms: Any, start: Any, draws: int, hist: Any, divisor: Any = None
+) -> None:
     """Add each particle's cumulative count ``G_i = #{k : u_k < x_i}`` (``draws`` for ``x_i >= draws``) to
-    ``hist``, where ``x_i`` are the cumulative ``weights`` (whose sum is ``total``) scaled to ``draws`` as the
-    reference scales them."""
+    ``hist``, where ``x_i`` are the cumulative weights ``weights / divisor`` (``divisor`` None: ``weights``;
+    their sum is ``total``) scaled to ``draws`` as the reference scales them."""
     if not total > 0:
         total = 1.0
     scale = (draws / total) * _ROUND_UP
     s = 0.0
     for i in range(weights.shape[0]):
-        s += weights[i]
+        if divisor is None:  # (settled at compile time: numba compiles a version per argument type)
+            s += weights[i]
+        else:
+            s += weights[i] / divisor
         x = s * scale
         # also a NaN position (never from validated input): no bucket lookup with it
         _record(hist, _count_below(uniforms, start, draws, x) if x < draws else draws, i)
@@ -528,6 +533,7 @@ def _survival(w: Any, gen: Any, killed: Any, deaths: Any) -> None:
 @_jit
 def _refill(
     w: Any,
+    divisors: Any,
     sums: Any,
     killed: Any,
     deaths: Any,
@@ -545,7 +551,10 @@ def _refill(
         _sorted_uniforms(spacings, dead, norm, start)
         sorted_draws = draws[:dead]
         sorted_draws[:] = 0
-        _add_multinomial_counts(w[r], sums[r], spacings, start, dead, sorted_draws)
+        if divisors is None:
+            _add_multinomial_counts(w[r], sums[r], spacings, start, dead, sorted_draws)
+        else:
+            _add_multinomial_counts(w[r], sums[r], spacings, start, dead, sorted_draws, divisors[r])
         _running_max(sorted_draws)
         _place(out[r], killed[r], sorted_draws, slots)
 
@@ -573,6 +582,7 @@ def refill(
     killed: np.ndarray,
     gen: np.random.Generator,
     *,
+    divisors: np.ndarray | None = None,
     sums: np.ndarray | None = None,
     deaths: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -584,8 +594,12 @@ def refill(
     killed : bool array, shape (rows, n)
     gen : numpy.random.Generator
         Gives ``max(deaths) + 1`` exponentials per row, as the reference draws them.
+    divisors : float64 array, shape (rows,), optional
+        Draw from ``w / divisors[:, None]``, divided element by element as the reference divides (without
+        storing the quotients).
     sums, deaths : arrays of shape (rows,), optional
-        Left-to-right row sums of ``w`` and the number of killed slots per row, when the caller has them.
+        Left-to-right row sums of the weights drawn from and the number of killed slots per row, when the
+        caller has them.
 
     Returns
     -------
@@ -597,20 +611,66 @@ def refill(
         deaths = np.count_nonzero(killed, axis=-1).astype(np.int64)
     if sums is None:
         sums = np.empty(rows, np.float64)
-        _row_sums(w, sums)
+        _row_sums(w, np.ones(rows) if divisors is None else divisors, sums)
     width = int(deaths.max()) + 1 if rows else 1
     spacings, start = _draw_tables(width)
     draws, slots = _buffer("draws", width, np.int64), _buffer("slots", width, np.int64)
     out = np.empty((rows, n), np.int64)
     with gen.bit_generator.lock:
-        _refill(w, sums, killed, deaths, gen, width, spacings, start, draws, slots, out)
+        _refill(w, divisors, sums, killed, deaths, gen, width, spacings, start, draws, slots, out)
     return out, deaths[:, None]
 
 
 @_jit
-def _row_sums(w: Any, sums: Any) -> None:
+def _row_sums(w: Any, divisors: Any, sums: Any) -> None:
+    """Left-to-right sums of ``w[r] / divisors[r]`` (a division by 1.0 is exact)."""
     for r in range(w.shape[0]):
-        sums[r] = _sequential_sum(w[r])
+        d = divisors[r]
+        total = 0.0
+        for i in range(w.shape[1]):
+            total += w[r, i] / d
+        sums[r] = total
+
+
+@_jit
+def _refill_checks(w: Any, killed: Any, tops: Any, deaths: Any) -> int:
+    """One pass over the input of :func:`smckit.resamplers.refill`: each row's largest weight and number of
+    killed slots; returns how many weights are not finite and non-negative."""
+    bad = 0
+    for r in range(w.shape[0]):
+        top = 0.0
+        dead = 0
+        for i in range(w.shape[1]):
+            v = w[r, i]
+            bad += not (0.0 <= v < np.inf)  # NaN fails both comparisons
+            top = max(top, v)
+            dead += killed[r, i]
+        tops[r] = top
+        deaths[r] = dead
+    return bad
+
+
+def refill_checks(w: np.ndarray, killed: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """The checks of :func:`smckit.resamplers.refill` on host rows, in one pass.
+
+    Parameters
+    ----------
+    w : float64 array, shape (rows, n)
+    killed : bool array, shape (rows, n)
+
+    Returns
+    -------
+    bad : int
+        The number of weights that are NaN, infinite or negative.
+    tops : float64 array, shape (rows,)
+        The largest weight per row (meaningful when ``bad`` is 0).
+    deaths : int64 array, shape (rows,)
+        The number of killed slots per row.
+    """
+    tops = np.empty(w.shape[0], np.float64)
+    deaths = np.empty(w.shape[0], np.int64)
+    bad = _refill_checks(w, killed, tops, deaths)
+    return int(bad), tops, deaths
 
 
 def killing(w: np.ndarray, sums: np.ndarray, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

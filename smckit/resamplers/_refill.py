@@ -69,8 +69,11 @@ def refill(weights: Array, killed: Array, rng: Any) -> Array:
     >>> ancestors[1:3].tolist(), bool(np.isin(ancestors[[0, 3]], [1, 2]).all())
     ([1, 2], True)
     """
-    prep, killed = _prepare(weights, killed, rng)
-    ancestors, _ = refill_rows(prep, prep.w, killed)
+    prep, killed, divisors = _prepare(weights, killed, rng)
+    if divisors is not None:  # the kernel divides by the row maxima as it reads the weights
+        ancestors, _ = _compiled.refill(prep.w, killed, prep.rng.numpy, divisors=divisors)
+    else:
+        ancestors, _ = refill_rows(prep, prep.w, killed)
     return prep.output(ancestors)
 
 
@@ -106,8 +109,10 @@ def refill_rows(prep: Prepared, w: Array, killed: Array) -> tuple[Array, Array]:
     return xp.where(killed, take_along(replacements, rank), prep.arange(n)), deaths
 
 
-def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
-    """Validate the input of :func:`refill`; weights as float64 rows, ``killed`` as bool rows."""
+def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array, np.ndarray | None]:
+    """Validate the input of :func:`refill`: weights as float64 rows, ``killed`` as bool rows, and for the compiled
+    kernel the divisors (row maxima, 1 for an all-zero row) by which it scales the weights as it reads them
+    (``None``: the weights are already scaled)."""
     for what, x in (("weights", weights), ("killed", killed)):
         if not (is_numpy(x) or is_torch(x)):
             raise InvalidArgumentError(f"refill needs {what} as a numpy array or a torch tensor, got {type(x)}")
@@ -132,25 +137,36 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array]:
     dtype = weights.dtype
     xp, w, device, sequential, compiled, torch_output = float64_rows(weights)
     killed = xp.reshape(killed.numpy() if torch_output else killed, (rows, n))
+    if compiled:
+        bad, tops, _ = _compiled.refill_checks(w, killed)
+        _check(bad, tops, killed, batch)
+        prep = Prepared(xp, batch, rows, n, n, dtype, device, w, sequential, as_rng(rng), compiled, torch_output)
+        return prep, killed, np.where(tops > 0, tops, 1.0)
     top = xp.max(w, axis=-1, keepdims=True)
     if sequential:  # two reductions (NaN propagates through both); the full scan only to word an error
         host_top, host_low = (np.asarray(v.cpu() if is_torch(v) else v) for v in (top[:, 0], xp.min(w, axis=-1)))
+        bad = 0
         if not (np.isfinite(host_top).all() and (host_low >= 0).all()):
             host_w = np.asarray(w.cpu() if is_torch(w) else w)
             bad = int(np.count_nonzero(~np.isfinite(host_w) | (host_w < 0)))
-            raise InvalidWeightsError(
-                f"refill needs finite, non-negative weights; got {bad} that are not", step=-1, count=bad
-            )
-        host_killed = np.asarray(killed.cpu() if is_torch(killed) else killed)
-        empty = host_killed.any(axis=-1) & ~(host_top > 0)
-        if empty.any():
-            rows_ = [tuple(int(i) for i in np.unravel_index(r, batch)) for r in np.flatnonzero(empty)]
-            raise InvalidWeightsError(
-                f"refill: batch rows {rows_[:5]} have killed slots but no positive weight to draw them from",
-                step=-1,
-                count=len(rows_),
-                rows=tuple(rows_),
-            )
+        _check(bad, host_top, np.asarray(killed.cpu() if is_torch(killed) else killed), batch)
     # Relative to each row's largest weight, so that sums stay in [1, n] (no subnormal or overflowing totals).
     w = w / xp.where(top > 0, top, xp.ones_like(top))
-    return Prepared(xp, batch, rows, n, n, dtype, device, w, sequential, as_rng(rng), compiled, torch_output), killed
+    prep = Prepared(xp, batch, rows, n, n, dtype, device, w, sequential, as_rng(rng), compiled, torch_output)
+    return prep, killed, None
+
+
+def _check(bad: int, tops: np.ndarray, killed: np.ndarray, batch: tuple[int, ...]) -> None:
+    """Raise for invalid weights (``bad`` of them) or a row with killed slots and no positive weight."""
+    if bad:
+        message = f"refill needs finite, non-negative weights; got {bad} that are not"
+        raise InvalidWeightsError(message, step=-1, count=bad)
+    empty = killed.any(axis=-1) & ~(tops > 0)
+    if empty.any():
+        rows_ = [tuple(int(i) for i in np.unravel_index(r, batch)) for r in np.flatnonzero(empty)]
+        raise InvalidWeightsError(
+            f"refill: batch rows {rows_[:5]} have killed slots but no positive weight to draw them from",
+            step=-1,
+            count=len(rows_),
+            rows=tuple(rows_),
+        )

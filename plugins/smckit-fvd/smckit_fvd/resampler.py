@@ -228,12 +228,11 @@ class FlemingViot:
         m = e * (float(n) / xp.sum(e, axis=-1, keepdims=True))  # m_i = n W_i(beta), see relative_weights
 
         # 1. survival: u < min(1, m) <=> u < m since u < 1; so m >= 1 survives surely (the largest always does).
-        survive = _survival_uniforms(rng, shape, m) < m
-        dead = ~survive
+        dead = _survival_uniforms(rng, shape, m) >= m
         deaths = xp.sum(dead, axis=-1, dtype=xp.int64)
 
         # 2. birth: each dead slot copies an independent draw from q (sorted over the dead slots of a row).
-        ancestors = refill(self._parent_weights(m, survive), dead, rng)
+        ancestors = refill(self._parent_weights(m, dead), dead, rng)
 
         # 3. output weights, diagnostics, controller feedback.
         if self.keep_target and tilted:
@@ -255,19 +254,21 @@ class FlemingViot:
         }
         return Resampled(ancestors=ancestors, log_weights=out_log_w, reborn=dead, info=info)
 
-    def _parent_weights(self, m: Array, survive: Array) -> Array:
+    def _parent_weights(self, m: Array, dead: Array) -> Array:
         """Unnormalised parent probabilities q (*batch, n) of the chosen rule (zero where no parent may be)."""
         xp = namespace(m)
-        alive = xp.astype(survive, m.dtype)
         if self.parent == "survivors-uniform":
-            return alive
+            return xp.astype(~dead, m.dtype)
         if self.parent == "survivors-weighted":
-            return alive * m
-        excess = xp.clip(m - 1.0, 0.0, None)
+            return xp.where(dead, xp.zeros_like(m), m)
+        excess = xp.maximum(m - 1.0, 0.0)
         # Round-off can leave a row with deaths but no excess (every m within an ulp of 1): its dead slots then
-        # copy survivors uniformly. In exact arithmetic, deaths imply a positive excess.
+        # copy survivors uniformly. In exact arithmetic, deaths imply a positive excess. (On the host the rare
+        # fallback is decided first; on an accelerator that would wait for the device, so it is always computed.)
         has_excess = xp.sum(excess, axis=-1, keepdims=True) > 0.0
-        return xp.where(has_excess, excess, alive)
+        if str(device_of(m)) == "cpu" and bool(xp.all(has_excess)):
+            return excess
+        return xp.where(has_excess, excess, xp.astype(~dead, m.dtype))
 
     def __repr__(self) -> str:
         parts = [f"parent={self.parent!r}"]
