@@ -224,8 +224,10 @@ class FlemingViot:
         else:
             beta = xp.full(shape[:-1], self.beta, dtype=log_w.dtype, device=dev)
         selection = temper(log_w, beta) if tilted else log_w  # still 0 at each row's largest weight
-        e = xp.exp(selection)
-        m = e * (float(n) / xp.sum(e, axis=-1, keepdims=True))  # m_i = n W_i(beta), see relative_weights
+        # m_i = n W_i(beta) (see relative_weights), in the memory of `selection`, a temporary of this call (log_w is
+        # read again only when tilted, and then `selection` is a new array).
+        m = _exp_in_place(selection)
+        m *= float(n) / xp.sum(m, axis=-1, keepdims=True)
 
         # 1. survival: u < min(1, m) <=> u < m since u < 1; so m >= 1 survives surely (the largest always does).
         dead = _survival_uniforms(rng, shape, m) >= m
@@ -261,7 +263,7 @@ class FlemingViot:
             return xp.astype(~dead, m.dtype)
         if self.parent == "survivors-weighted":
             return xp.where(dead, xp.zeros_like(m), m)
-        excess = xp.maximum(m - 1.0, 0.0)
+        excess = _clamp_at_zero_in_place(m - 1.0)
         # Round-off can leave a row with deaths but no excess (every m within an ulp of 1): its dead slots then
         # copy survivors uniformly. In exact arithmetic, deaths imply a positive excess. (On the host the rare
         # fallback is decided first; on an accelerator that would wait for the device, so it is always computed.)
@@ -332,6 +334,20 @@ def _shift(log_weights: Array) -> Array:
     xp = namespace(log_weights)
     top = xp.max(log_weights, axis=-1, keepdims=True)
     return log_weights - xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+
+
+def _exp_in_place(x: Array) -> Array:
+    """``exp(x)`` written over ``x`` (numpy or torch); returns ``x``."""
+    if is_torch(x):
+        return x.exp_()
+    return np.exp(x, out=x)
+
+
+def _clamp_at_zero_in_place(x: Array) -> Array:
+    """``max(x, 0)`` written over ``x`` (numpy or torch); returns ``x``."""
+    if is_torch(x):
+        return x.clamp_(min=0.0)
+    return np.maximum(x, 0.0, out=x)
 
 
 def _survival_uniforms(rng: RNG, shape: tuple[int, ...], m: Array) -> Array:
