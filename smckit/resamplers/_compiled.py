@@ -120,15 +120,6 @@ def _jit(fn: Any) -> Any:
 
 # -- building blocks (inlined by LLVM into the kernels) --------------------------------------------------------
 @_jit
-def _sequential_sum(x: Any) -> float:
-    """The last entry of ``cumsum(x)``: a left-to-right sum, as numpy's and torch's CPU cumulative sums add."""
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += x[i]
-    return total
-
-
-@_jit
 def _record(last: Any, c: int, i: int) -> None:
     """Record that particle ``i`` has cumulative count ``c``: ``last[c] = i + 1`` (``last`` starts at zero; values
     outside its width fill no slot).

@@ -69,16 +69,18 @@ def refill(weights: Array, killed: Array, rng: Any) -> Array:
     >>> ancestors[1:3].tolist(), bool(np.isin(ancestors[[0, 3]], [1, 2]).all())
     ([1, 2], True)
     """
-    prep, killed, divisors = _prepare(weights, killed, rng)
-    if divisors is not None:  # the kernel divides by the row maxima as it reads the weights
-        ancestors, _ = _compiled.refill(prep.w, killed, prep.rng.numpy, divisors=divisors)
+    prep, killed, checked = _prepare(weights, killed, rng)
+    if checked is not None:  # the kernel divides by the row maxima as it reads the weights
+        divisors, deaths = checked
+        ancestors, _ = _compiled.refill(prep.w, killed, prep.rng.numpy, divisors=divisors, deaths=deaths)
     else:
         ancestors, _ = refill_rows(prep, prep.w, killed)
     return prep.output(ancestors)
 
 
 def refill_rows(prep: Prepared, w: Array, killed: Array) -> tuple[Array, Array]:
-    """:func:`refill` on prepared rows.
+    """:func:`refill` on prepared rows, by the array-API code (host arrays with numba go to the compiled
+    kernels instead: :func:`smckit.resamplers._compiled.refill` and ``killing``).
 
     Parameters
     ----------
@@ -94,8 +96,6 @@ def refill_rows(prep: Prepared, w: Array, killed: Array) -> tuple[Array, Array]:
         The number of killed slots per row.
     """
     xp, n = prep.xp, prep.n
-    if prep.compiled:
-        return _compiled.refill(w, killed, prep.rng.numpy)
     deaths = xp.sum(killed, axis=-1, keepdims=True, dtype=xp.int64)
     spacings = prep.exponential((prep.rows, prep.most(deaths, n) + 1))
     cumsum = prep.cumsum(w)
@@ -109,10 +109,10 @@ def refill_rows(prep: Prepared, w: Array, killed: Array) -> tuple[Array, Array]:
     return xp.where(killed, take_along(replacements, rank), prep.arange(n)), deaths
 
 
-def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array, np.ndarray | None]:
+def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array, tuple[np.ndarray, np.ndarray] | None]:
     """Validate the input of :func:`refill`: weights as float64 rows, ``killed`` as bool rows, and for the compiled
-    kernel the divisors (row maxima, 1 for an all-zero row) by which it scales the weights as it reads them
-    (``None``: the weights are already scaled)."""
+    kernel the divisors (row maxima, 1 for an all-zero row) by which it scales the weights as it reads them and
+    the killed slots per row (``None``: the weights are already scaled, for the array-API path)."""
     for what, x in (("weights", weights), ("killed", killed)):
         if not (is_numpy(x) or is_torch(x)):
             raise InvalidArgumentError(f"refill needs {what} as a numpy array or a torch tensor, got {type(x)}")
@@ -138,10 +138,10 @@ def _prepare(weights: Any, killed: Any, rng: Any) -> tuple[Prepared, Array, np.n
     xp, w, device, sequential, compiled, torch_output = float64_rows(weights)
     killed = xp.reshape(killed.numpy() if torch_output else killed, (rows, n))
     if compiled:
-        bad, tops, _ = _compiled.refill_checks(w, killed)
+        bad, tops, deaths = _compiled.refill_checks(w, killed)
         _check(bad, tops, killed, batch)
         prep = Prepared(xp, batch, rows, n, n, dtype, device, w, sequential, as_rng(rng), compiled, torch_output)
-        return prep, killed, np.where(tops > 0, tops, 1.0)
+        return prep, killed, (np.where(tops > 0, tops, 1.0), deaths)
     top = xp.max(w, axis=-1, keepdims=True)
     if sequential:  # two reductions (NaN propagates through both); the full scan only to word an error
         host_top, host_low = (np.asarray(v.cpu() if is_torch(v) else v) for v in (top[:, 0], xp.min(w, axis=-1)))
