@@ -26,6 +26,7 @@ __all__ = [
     "check_compatible",
     "arange_like",
     "is_floating",
+    "to_host",
 ]
 
 Array = Any
@@ -156,3 +157,26 @@ def arange_like(n: int, like: Array, *, dtype: Any = None) -> Array:
     """
     xp = namespace(like)
     return xp.arange(n, dtype=dtype if dtype is not None else xp.int64, device=device_of(like))
+
+
+def to_host(x: Array, dtype: Any = None) -> np.ndarray:
+    """A numpy copy (or view) of ``x`` in host memory: the one place where arrays leave their device.
+
+    Parameters
+    ----------
+    x : array or scalar
+        numpy array, torch tensor (any device) or Python scalar; any shape.
+    dtype : numpy dtype, optional
+        The dtype of the result. By default the input's; a torch bfloat16 tensor, which numpy cannot hold,
+        comes back as float32 (exact: every bfloat16 value is a float32 value).
+
+    Returns
+    -------
+    ndarray, the shape of ``x``
+    """
+    if is_torch(x):
+        x = x.detach()
+        if str(x.dtype) == "torch.bfloat16" and dtype is None:
+            x = x.float()
+        x = x.cpu()
+    return np.asarray(x, dtype=dtype)
