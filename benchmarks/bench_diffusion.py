@@ -53,7 +53,7 @@ def svdd(bundle: Any, classes: list[int], keep: int, steps: int, candidates: int
     import torch
 
     from smckit.diffusion import DDPM, Denoiser, DenoiserOutput
-    from smckit.diffusion.digits import IMAGE_SHAPE, class_reward
+    from smckit.examples.digits import IMAGE_SHAPE, class_reward
 
     denoiser_net, schedule, classifier = bundle
     schedule = schedule.with_steps(steps, spacing="leading")
@@ -110,7 +110,7 @@ def svdd(bundle: Any, classes: list[int], keep: int, steps: int, candidates: int
 
 
 def _fid_pooled(features: dict[int, list[np.ndarray]], reference: dict[int, np.ndarray]) -> float:
-    from smckit.diffusion.digits import fid
+    from smckit.examples.digits import fid
 
     return float(np.mean([fid(np.concatenate(features[c]), reference[c]) for c in sorted(features)]))
 
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from smckit.diffusion.demo import LABELS, METHODS, Setup, real_features, run_method, summarise
-    from smckit.diffusion.digits import load_digits_model
+    from smckit.examples.demo import LABELS, METHODS, Setup, real_features, run_method, summarise
+    from smckit.examples.digits import load_digits_model
     from smckit.errors import UnknownPluginError
 
     particles = args.particles or ([16, 64] if args.quick else [64, 256])

@@ -1,4 +1,4 @@
-"""Train the bundled 8x8 digits DDPM and classifier and write ``smckit/diffusion/data/digits.npz``.
+"""Train the bundled 8x8 digits DDPM and classifier and write ``smckit/examples/data/digits.npz``.
 
 Usage::
 
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from smckit.diffusion.digits import DEFAULT_SETTINGS, default_data_path, train_digits
+from smckit.examples.digits import DEFAULT_SETTINGS, default_data_path, train_digits
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ Sub-commands:
     List the plugins (built-ins and installed third-party ones): name, distribution, version, status and what
     each provides. ``--check`` exits with 1 when a plugin failed to load or caused a name conflict.
 ``smckit demo [...]``
-    The diffusion-steering demo (:mod:`smckit.diffusion.demo`); its options are the demo's own
+    The diffusion-steering demo (:mod:`smckit.examples.demo`); its options are the demo's own
     (``smckit demo --help``). Needs the ``diffusion`` extra.
 ``smckit bench [--list] [NAME [ARGS...]]``
     List the benchmark scripts of a source checkout (``benchmarks/``), or run one with its arguments.
@@ -215,11 +215,11 @@ def _plugins_table(records: Sequence[Any], commands: dict[str, list[str]]) -> st
 # -- smckit demo ---------------------------------------------------------------------------------------------
 def _cmd_demo(argv: list[str]) -> int:
     try:
-        demo = importlib.import_module("smckit.diffusion.demo")
+        demo = importlib.import_module("smckit.examples.demo")
     except ImportError as exc:
         print(
             f"{_PROG} demo: error: the demo needs smckit.diffusion and its dependencies "
-            f"(pip install 'pysmckit[diffusion]'); importing smckit.diffusion.demo failed: {exc}",
+            f"(pip install 'pysmckit[diffusion]'); importing smckit.examples.demo failed: {exc}",
             file=sys.stderr,
         )
         return 2

@@ -134,15 +134,15 @@ def test_plugin_cannot_replace_a_builtin_command(fake, capsys, tmp_path):
 
 # -- smckit demo --------------------------------------------------------------------------------------------
 def test_demo_without_the_diffusion_module_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "smckit.diffusion.demo", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "smckit.examples.demo", None)  # makes the import fail
     assert main(["demo", "--steps", "3"]) == 2
     err = capsys.readouterr().err
-    assert "pysmckit[diffusion]" in err and "smckit.diffusion.demo" in err
+    assert "pysmckit[diffusion]" in err and "smckit.examples.demo" in err
 
 
 def test_demo_delegates_its_arguments(monkeypatch, capsys):
     calls = []
-    demo = types.ModuleType("smckit.diffusion.demo", "A fake demo.\n\nMore text.")
+    demo = types.ModuleType("smckit.examples.demo", "A fake demo.\n\nMore text.")
 
     def add_arguments(parser):
         parser.add_argument("--steps", type=int, default=10)
@@ -153,7 +153,7 @@ def test_demo_delegates_its_arguments(monkeypatch, capsys):
 
     demo.add_arguments = add_arguments
     demo.main = run
-    monkeypatch.setitem(sys.modules, "smckit.diffusion.demo", demo)
+    monkeypatch.setitem(sys.modules, "smckit.examples.demo", demo)
     assert main(["demo", "--steps", "3"]) == 7
     assert calls[0].steps == 3
     assert main(["demo", "--help"]) == 0

@@ -13,7 +13,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from smckit.cli import main as cli_main  # noqa: E402
-from smckit.diffusion import demo  # noqa: E402
+from smckit.examples import demo  # noqa: E402
 from smckit.errors import InvalidArgumentError  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def test_setup_validation():
 
 
 def test_run_method_equal_budget_and_selection():
-    from smckit.diffusion.digits import load_digits_model
+    from smckit.examples.digits import load_digits_model
 
     bundle = load_digits_model()
     setup = demo.Setup(classes=[2, 5], particles=6, keep=3, steps=4, seed=0)

@@ -12,7 +12,7 @@ pytest.importorskip("sklearn")
 
 import smckit  # noqa: E402
 from smckit.diffusion import Denoiser, NoiseSchedule, RewardSteering  # noqa: E402
-from smckit.diffusion import digits as D  # noqa: E402
+from smckit.examples import digits as D  # noqa: E402
 from smckit.errors import InvalidArgumentError, ShapeError  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def bundle():
 # -- the shipped file -----------------------------------------------------------------------------------------
 def test_package_data_loads_offline_without_training(monkeypatch, tmp_path):
     path = D.default_data_path()
-    assert path.is_file(), "smckit/diffusion/data/digits.npz must ship with the package"
+    assert path.is_file(), "smckit/examples/data/digits.npz must ship with the package"
     assert path.stat().st_size < 2 * 1024 * 1024
     monkeypatch.setenv("SMCKIT_CACHE", str(tmp_path))  # an empty cache: the package data must be used
 

@@ -2,7 +2,7 @@
 Steering a diffusion model towards one digit
 ============================================
 
-The bundled 8x8 digits model (:mod:`smckit.diffusion.digits`) is a small DDPM trained on scikit-learn's
+The bundled 8x8 digits model (:mod:`smckit.examples.digits`) is a small DDPM trained on scikit-learn's
 handwritten digits, with a digit classifier. Steering with the reward :math:`r(x_0) = \\log p(y = c \\mid x_0)`
 and :math:`\\lambda = 1` targets :math:`p(x_0)\\, p(c \\mid x_0) \\propto p(x_0 \\mid c)`: samples of class
 :math:`c` from a model that was trained without labels.
@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from smckit.diffusion.demo import QUICK, Setup, run_method
-from smckit.diffusion.digits import load_digits_model
+from smckit.examples.demo import QUICK, Setup, run_method
+from smckit.examples.digits import load_digits_model
 from smckit.plugins import available
 
 torch.set_num_threads(1)  # the networks are tiny: one thread is fastest on a busy machine

@@ -2,7 +2,7 @@
 
 scikit-learn ships the UCI 8x8 handwritten digits (1797 images, pixel values 0..16) with the library, so the
 example needs no download. Two small torch networks are trained on a fixed 80% split of them by
-``scripts/train_digits.py`` (or :func:`train_digits`) and ship as ``smckit/diffusion/data/digits.npz``:
+``scripts/train_digits.py`` (or :func:`train_digits`) and ship as ``smckit/examples/data/digits.npz``:
 
 - :class:`DigitsDenoiser`, an epsilon-prediction network for the DDPM forward process
   ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` on images scaled to [-1, 1] (a residual MLP with a
@@ -384,7 +384,7 @@ class DigitsBundle(NamedTuple):
 
 
 def default_data_path() -> Path:
-    """The shipped weights, ``smckit/diffusion/data/digits.npz``."""
+    """The shipped weights, ``smckit/examples/data/digits.npz``."""
     return Path(__file__).with_name("data") / "digits.npz"
 
 
@@ -430,7 +430,7 @@ def load_digits_model(
 ) -> DigitsBundle:
     """Load the bundled digits denoiser, its noise schedule and the classifier (offline).
 
-    The weights come from the package data (``smckit/diffusion/data/digits.npz``); if that file is missing,
+    The weights come from the package data (``smckit/examples/data/digits.npz``); if that file is missing,
     they are trained (about a minute on two CPU cores) and cached under ``$SMCKIT_CACHE`` or
     ``~/.cache/smckit``.
 
@@ -462,7 +462,7 @@ def load_digits_model(
 
     >>> import torch, smckit
     >>> from smckit.diffusion import Denoiser, RewardSteering
-    >>> from smckit.diffusion.digits import IMAGE_SHAPE, class_reward, load_digits_model
+    >>> from smckit.examples.digits import IMAGE_SHAPE, class_reward, load_digits_model
     >>> denoiser, schedule, classifier = load_digits_model()
     >>> model = RewardSteering(Denoiser(denoiser, clip_sample=True), schedule.with_steps(10),
     ...                        class_reward(classifier), event_shape=IMAGE_SHAPE, lam=1.0, groups=2,

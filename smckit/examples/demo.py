@@ -265,7 +265,7 @@ def run_method(bundle: Any, setup: Setup, method: str, *, bar: Any = None) -> Me
     Parameters
     ----------
     bundle : DigitsBundle
-        ``(denoiser, schedule, classifier)`` from :func:`~smckit.diffusion.digits.load_digits_model`, on
+        ``(denoiser, schedule, classifier)`` from :func:`~smckit.examples.digits.load_digits_model`, on
         ``setup.device``.
     setup : Setup
     method : {"multinomial", "systematic", "fleming-viot", "fleming-viot-absorption", "best-of-n"}
@@ -285,7 +285,7 @@ def run_method(bundle: Any, setup: Setup, method: str, *, bar: Any = None) -> Me
     import torch
 
     from smckit.diffusion import Denoiser, RewardSteering
-    from smckit.diffusion.digits import IMAGE_SHAPE, class_reward
+    from smckit.examples.digits import IMAGE_SHAPE, class_reward
 
     denoiser, schedule, classifier = bundle
     device = torch.device(setup.device)
@@ -368,7 +368,7 @@ def real_features(classifier: Any, classes: Sequence[int], device: Any = None) -
     """Penultimate-layer features of scikit-learn's real digits of each class, ``{c: (m_c, d)}``."""
     import torch
 
-    from smckit.diffusion.digits import real_digits
+    from smckit.examples.digits import real_digits
 
     dtype = next(classifier.parameters()).dtype
     out = {}
@@ -395,7 +395,7 @@ def summarise(result: MethodResult, reference: dict[int, np.ndarray]) -> dict[st
         ``method``, ``mean_reward``, ``target_share``, ``fid``, ``lineages``, ``resamplings``, ``wall_s``,
         ``bookkeeping_share``, ``denoiser_calls`` and ``note``.
     """
-    from smckit.diffusion.digits import fid
+    from smckit.examples.digits import fid
 
     fids = []
     for c in sorted(set(result.targets.tolist())):
@@ -479,7 +479,7 @@ def save_grid(results: Sequence[MethodResult], path: str | Path, *, max_rows: in
 
 # -- command line ---------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the demo's options to ``parser`` (``smckit demo`` and ``python -m smckit.diffusion.demo``)."""
+    """Add the demo's options to ``parser`` (``smckit demo`` and ``python -m smckit.examples.demo``)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "Fairness: every method spends groups x particles x steps denoiser calls and returns keep samples per group; "
@@ -545,7 +545,7 @@ def _main(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from smckit.diffusion.digits import load_digits_model
+    from smckit.examples.digits import load_digits_model
 
     sizes = dict(QUICK if args.quick else DEFAULTS)
     for key in sizes:
@@ -622,9 +622,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-if __name__ == "__main__":  # python -m smckit.diffusion.demo
+if __name__ == "__main__":  # python -m smckit.examples.demo
     import sys
 
-    _parser = argparse.ArgumentParser(prog="python -m smckit.diffusion.demo", description=__doc__.split("\n\n")[0])
+    _parser = argparse.ArgumentParser(prog="python -m smckit.examples.demo", description=__doc__.split("\n\n")[0])
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))
