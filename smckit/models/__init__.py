@@ -1,7 +1,8 @@
 """Classic SMC models: state-space models, particle filters and an adaptive tempering sampler.
 
 - :class:`StateSpaceModel`: the abstract hidden-Markov model (initial law, transition, observation density);
-  :class:`LinearGaussian` (with the exact :func:`kalman_filter`) and :class:`StochasticVolatility`.
+  :class:`LinearGaussian` (with the exact :func:`kalman_filter` and :func:`rts_smoother`) and
+  :class:`StochasticVolatility`.
 - :class:`Bootstrap` and :class:`Guided`: the particle filters of a state-space model as Feynman-Kac models.
 - :class:`AdaptiveTempering`: an SMC sampler from a prior to a posterior with adaptive exponents and
   random-walk Metropolis moves.
@@ -10,7 +11,7 @@ Every model runs on numpy and torch (CPU or CUDA) from one implementation, with 
 """
 
 from smckit.models.filters import Bootstrap, Guided
-from smckit.models.kalman import KalmanResult, kalman_filter
+from smckit.models.kalman import KalmanResult, KalmanSmootherResult, kalman_filter, rts_smoother
 from smckit.models.linear_gaussian import LinearGaussian, OptimalProposal
 from smckit.models.ssm import MultivariateNormal, Proposal, StateSpaceModel
 from smckit.models.stochastic_volatility import StochasticVolatility
@@ -25,6 +26,8 @@ __all__ = [
     "StochasticVolatility",
     "KalmanResult",
     "kalman_filter",
+    "KalmanSmootherResult",
+    "rts_smoother",
     "Bootstrap",
     "Guided",
     "AdaptiveTempering",

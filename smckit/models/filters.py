@@ -62,6 +62,38 @@ class _Filter(FeynmanKac):
         """``y_t`` with a particle axis of length one: shape ``(*data_batch, 1, dim_y)``."""
         return self._observations[t]
 
+    def log_transition(self, t: int, prev: Array, state: Array) -> Array:
+        """The log-density of the smoothing target's transition, ``log f_t(state | prev)``.
+
+        For both filters ``M_t G_t = f_t g_t`` (the proposal cancels in the guided filter), so the backward
+        kernel of the path measure is ``W_{t-1}^j f_t(x_t | x_{t-1}^j)``; :mod:`smckit.smoothing` uses it.
+
+        Parameters
+        ----------
+        t : int
+            The step (t >= 1).
+        prev, state : arrays, shape (*batch, k, dim_x)
+            States at t - 1 and t (any k, the same for both).
+
+        Returns
+        -------
+        array, shape (*batch, k)
+        """
+        return self.ssm.logpdf_transition(t, prev, state)
+
+    def log_transition_max(self, t: int) -> float | None:
+        """An upper bound of :meth:`log_transition` at step ``t`` (``None`` if the state-space model has none).
+
+        Parameters
+        ----------
+        t : int
+
+        Returns
+        -------
+        float or None
+        """
+        return self.ssm.logpdf_transition_max(t)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.ssm!r}, T={self.num_steps}, batch_shape={self.batch_shape})"
 

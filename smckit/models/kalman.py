@@ -9,6 +9,11 @@ predictive law of x_0 is the prior itself. For t = 0 .. T-1::
     evidence: log p(y_t | y_0:t-1) = log N(y_t; C m_t|t-1, S_t)
 
 The covariances do not depend on the data, so they are computed once and shared by every batch row.
+
+The Rauch-Tung-Striebel smoother runs backwards over the filter's output, for t = T-2 .. 0::
+
+    gain:     J_t = P_t|t A^T P_t+1|t^{-1}
+    smooth:   m_t|T = m_t|t + (m_t+1|T - m_t+1|t) J_t^T,    P_t|T = P_t|t + J_t (P_t+1|T - P_t+1|t) J_t^T
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 from smckit.errors import ShapeError
 from smckit.models.linear_gaussian import LinearGaussian
 
-__all__ = ["KalmanResult", "kalman_filter"]
+__all__ = ["KalmanResult", "KalmanSmootherResult", "kalman_filter", "rts_smoother"]
 
 
 @dataclass(frozen=True)
@@ -120,4 +125,63 @@ def kalman_filter(ssm: LinearGaussian, y: Any) -> KalmanResult:
         filtered_covs=np.stack(filt_covs),
         predicted_means=np.stack(pred_means, axis=-2),
         predicted_covs=np.stack(pred_covs),
+    )
+
+
+@dataclass(frozen=True)
+class KalmanSmootherResult:
+    """The exact smoother of a linear Gaussian model.
+
+    Attributes
+    ----------
+    smoothed_means : ndarray, shape (*batch, T, dx)
+        ``E[x_t | y_0:T-1]``.
+    smoothed_covs : ndarray, shape (T, dx, dx)
+        ``Cov[x_t | y_0:T-1]`` (the same for every batch row).
+    filter : KalmanResult
+        The forward pass it was computed from.
+    """
+
+    smoothed_means: np.ndarray
+    smoothed_covs: np.ndarray
+    filter: KalmanResult
+
+
+def rts_smoother(ssm: LinearGaussian, y: Any) -> KalmanSmootherResult:
+    """The Rauch-Tung-Striebel smoother: the exact marginals ``p(x_t | y_0:T-1)``.
+
+    Parameters
+    ----------
+    ssm : LinearGaussian
+    y : array_like, shape (*batch, T, dy) or (T,) when dy = 1
+        Observations (copied to numpy float64).
+
+    Returns
+    -------
+    KalmanSmootherResult
+
+    Raises
+    ------
+    ShapeError
+        If the observations' last axis is not ``dy``.
+
+    Examples
+    --------
+    >>> ssm = LinearGaussian.scalar(rho=0.5, sigma_x=1.0, sigma_y=1.0)
+    >>> res = rts_smoother(ssm, np.zeros((3, 1)))
+    >>> res.smoothed_means.shape, res.smoothed_covs.shape
+    ((3, 1), (3, 1, 1))
+    """
+    kf = kalman_filter(ssm, y)
+    num_steps = kf.filtered_means.shape[-2]
+    means = [kf.filtered_means[..., -1, :]]
+    covs = [kf.filtered_covs[-1]]
+    for t in range(num_steps - 2, -1, -1):
+        P_f, P_p = kf.filtered_covs[t], kf.predicted_covs[t + 1]
+        J = np.linalg.solve(P_p, ssm.A @ P_f).T  # P_f A^T P_p^{-1}, by the symmetry of P_p and P_f
+        means.append(kf.filtered_means[..., t, :] + (means[-1] - kf.predicted_means[..., t + 1, :]) @ J.T)
+        P = P_f + J @ (covs[-1] - P_p) @ J.T
+        covs.append(0.5 * (P + P.T))
+    return KalmanSmootherResult(
+        smoothed_means=np.stack(means[::-1], axis=-2), smoothed_covs=np.stack(covs[::-1]), filter=kf
     )

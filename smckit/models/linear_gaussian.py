@@ -145,6 +145,10 @@ class LinearGaussian(StateSpaceModel):
     def logpdf_transition(self, t: int, x_prev: Array, x: Array) -> Array:
         return gaussian_logpdf(x - self._apply("A", x_prev), self._mat("chol_q_inv", x), self._log_norm_q)
 
+    def logpdf_transition_max(self, t: int) -> float:
+        """The Gaussian transition density's maximum, ``log N(0; 0, Q)``."""
+        return self._log_norm_q
+
     def sample_observation(self, t: int, x: Array, rng: RNG) -> Array:
         mean = self._apply("C", x)
         eps = rng.normal(tuple(mean.shape), like=x)

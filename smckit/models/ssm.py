@@ -194,6 +194,24 @@ class StateSpaceModel(ABC):
     def logpdf_transition(self, t: int, x_prev: Array, x: Array) -> Array:
         """``log f_t(x | x_prev)``; shapes ``(*shape, dim_x)`` broadcast, returns ``shape``."""
 
+    def logpdf_transition_max(self, t: int) -> float | None:
+        """An upper bound of ``logpdf_transition(t, x_prev, x)`` over all states, or ``None`` if none is known.
+
+        Rejection-based backward sampling (:func:`smckit.smoothing.backward_sampling` with ``method="reject"``)
+        and PaRIS accept a proposed ancestor with probability ``f_t(x | x_prev) / exp(bound)``; models with a
+        bounded transition density override this (the default knows no bound).
+
+        Parameters
+        ----------
+        t : int
+            The step of the transition (t >= 1).
+
+        Returns
+        -------
+        float or None
+        """
+        return None
+
     @abstractmethod
     def sample_observation(self, t: int, x: Array, rng: RNG) -> Array:
         """Draw ``y_t ~ g_t(. | x)``; returns shape ``(*shape, dim_y)``."""

@@ -78,6 +78,10 @@ class StochasticVolatility(StateSpaceModel):
     def logpdf_transition(self, t: int, x_prev: Array, x: Array) -> Array:
         return self._normal_logpdf(x - self._mean(x_prev), self.sigma)
 
+    def logpdf_transition_max(self, t: int) -> float:
+        """The transition density's maximum, ``log N(0; 0, sigma^2)``."""
+        return -(math.log(self.sigma) + _HALF_LOG_2PI)
+
     def sample_observation(self, t: int, x: Array, rng: RNG) -> Array:
         xp = namespace(x)
         return xp.exp(0.5 * x) * rng.normal(tuple(x.shape), like=x)
