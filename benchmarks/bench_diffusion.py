@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from smckit.examples.demo import LABELS, METHODS, Setup, real_features, run_method, summarise
-    from smckit.examples.digits import load_digits_model
     from smckit.errors import UnknownPluginError
+    from smckit.examples.comparison import LABELS, METHODS, Setup, real_features, run_method, summarise
+    from smckit.examples.digits import load_digits_model
 
     particles = args.particles or ([16, 64] if args.quick else [64, 256])
     seeds = args.seeds or (2 if args.quick else 10)

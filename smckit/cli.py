@@ -6,8 +6,8 @@ Sub-commands:
     List the plugins (built-ins and installed third-party ones): name, distribution, version, status and what
     each provides. ``--check`` exits with 1 when a plugin failed to load or caused a name conflict.
 ``smckit demo [...]``
-    The diffusion-steering demo (:mod:`smckit.examples.demo`); its options are the demo's own
-    (``smckit demo --help``). Needs the ``diffusion`` extra.
+    The diffusion-steering demo (:mod:`smckit.examples.demo`, loaded only by this command); its options are
+    the demo's own (``smckit demo --help``), checked before any work. Needs the ``diffusion`` extra.
 ``smckit bench [--list] [NAME [ARGS...]]``
     List the benchmark scripts of a source checkout (``benchmarks/``), or run one with its arguments.
 
@@ -218,19 +218,12 @@ def _cmd_demo(argv: list[str]) -> int:
         demo = importlib.import_module("smckit.examples.demo")
     except ImportError as exc:
         print(
-            f"{_PROG} demo: error: the demo needs smckit.diffusion and its dependencies "
+            f"{_PROG} demo: error: the demo needs the diffusion extra (torch, scikit-learn, matplotlib) "
             f"(pip install 'pysmckit[diffusion]'); importing smckit.examples.demo failed: {exc}",
             file=sys.stderr,
         )
         return 2
-    doc = (demo.__doc__ or "").strip().split("\n\n")[0]
-    parser = argparse.ArgumentParser(prog=f"{_PROG} demo", description=doc or None)
-    demo.add_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    return int(demo.main(args) or 0)
+    return int(demo.command_line(argv, prog=f"{_PROG} demo"))
 
 
 # -- smckit bench --------------------------------------------------------------------------------------------

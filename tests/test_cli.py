@@ -6,6 +6,7 @@ PYTHONPATH, in-process tests through a replaced entry-point discovery function.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -133,32 +134,57 @@ def test_plugin_cannot_replace_a_builtin_command(fake, capsys, tmp_path):
 
 
 # -- smckit demo --------------------------------------------------------------------------------------------
-def test_demo_without_the_diffusion_module_is_a_clear_error(monkeypatch, capsys):
+def test_demo_without_its_dependencies_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "smckit.examples.demo", None)  # makes the import fail
     assert main(["demo", "--steps", "3"]) == 2
     err = capsys.readouterr().err
     assert "pysmckit[diffusion]" in err and "smckit.examples.demo" in err
 
 
-def test_demo_delegates_its_arguments(monkeypatch, capsys):
+def test_demo_delegates_its_command_line(monkeypatch):
     calls = []
-    demo = types.ModuleType("smckit.examples.demo", "A fake demo.\n\nMore text.")
+    demo = types.ModuleType("smckit.examples.demo", "A fake demo.")
 
-    def add_arguments(parser):
-        parser.add_argument("--steps", type=int, default=10)
-
-    def run(args):
-        calls.append(args)
+    def command_line(argv, prog):
+        calls.append((list(argv), prog))
         return 7
 
-    demo.add_arguments = add_arguments
-    demo.main = run
+    demo.command_line = command_line
     monkeypatch.setitem(sys.modules, "smckit.examples.demo", demo)
     assert main(["demo", "--steps", "3"]) == 7
-    assert calls[0].steps == 3
-    assert main(["demo", "--help"]) == 0
-    assert "A fake demo." in capsys.readouterr().out
-    assert main(["demo", "--bogus"]) == 2
+    assert calls == [(["--steps", "3"], "smckit demo")]
+
+
+def _imports_of_examples(path: Path) -> list[int]:
+    """Lines of ``path`` that import smckit.examples (import statements, or the name given to import_module)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value] if node.value.startswith("smckit.examples") and " " not in node.value else []
+        if any(n == "smckit.examples" or n.startswith("smckit.examples.") for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_core_never_imports_the_examples():
+    # smckit.examples is application code: only the demo command may load it (docstrings' :mod: roles are no
+    # imports; a bare module name as a string constant is how import_module would load it, so it counts).
+    package = Path(smckit.__file__).resolve().parent
+    found = {
+        str(path.relative_to(package)): lines
+        for path in sorted(package.rglob("*.py"))
+        if "examples" not in path.relative_to(package).parts and (lines := _imports_of_examples(path))
+    }
+    assert list(found) == ["cli.py"] and len(found["cli.py"]) == 1, found
+    cli_source = (package / "cli.py").read_text(encoding="utf-8").splitlines()
+    (line,) = found["cli.py"]
+    enclosing = [text for text in cli_source[:line] if text.startswith("def ")][-1]
+    assert enclosing.startswith("def _cmd_demo(")
 
 
 # -- smckit bench -------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ pytest.importorskip("sklearn")
 
 import smckit  # noqa: E402
 from smckit.diffusion import Denoiser, NoiseSchedule, RewardSteering  # noqa: E402
-from smckit.examples import digits as D  # noqa: E402
 from smckit.errors import InvalidArgumentError, ShapeError  # noqa: E402
+from smckit.examples import digits as D  # noqa: E402
 
 
 def _close(actual, expected, atol=1e-6, rtol=1e-6):

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from smckit.examples.demo import QUICK, Setup, run_method
+from smckit.examples.comparison import Setup, run_method
+from smckit.examples.demo import QUICK
 from smckit.examples.digits import load_digits_model
 from smckit.plugins import available
 

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from smckit.backend import to_host
 from smckit.errors import InvalidArgumentError, ShapeError
 
 try:
@@ -293,7 +294,7 @@ def fid(features_a: Any, features_b: Any) -> float:
     """
     import scipy.linalg
 
-    a, b = _host64(features_a), _host64(features_b)
+    a, b = to_host(features_a, np.float64), to_host(features_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
         raise ShapeError(f"fid needs two (m, d) feature sets with m >= 2, got {a.shape} and {b.shape}")
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
@@ -304,12 +305,6 @@ def fid(features_a: Any, features_b: Any) -> float:
     trace_root = float(np.sum(np.sqrt(np.clip(inner, 0.0, None))))
     value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_root)
     return max(value, 0.0)
-
-
-def _host64(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-    return np.asarray(x, dtype=np.float64)
 
 
 # -- the data -----------------------------------------------------------------------------------------------
@@ -652,7 +647,7 @@ def _train(out: str | os.PathLike[str], settings: dict[str, Any] | None, log: Ca
     arrays: dict[str, np.ndarray] = {"alphas_cumprod": abar64, "test_index": test_idx.astype(np.int32)}
     for prefix, net in (("denoiser/", denoiser), ("classifier/", classifier)):
         for k, v in net.state_dict().items():
-            arrays[prefix + k] = v.detach().cpu().numpy().astype(np.float32)
+            arrays[prefix + k] = to_host(v, np.float32)
     tmp = Path(out).with_suffix(".tmp.npz")
     arrays["metadata"] = np.array(json.dumps(meta))
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
