@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,15 @@ def test_package_data_loads_offline_without_training(monkeypatch, tmp_path):
     assert meta["versions"]["scikit-learn"]
     assert meta["data"]["num_images"] == 1797
     np.testing.assert_allclose(schedule.alpha_bars, D.linear_alphas_cumprod(1000, 1e-4, 0.02))
+
+
+def test_weights_are_declared_package_data():
+    # A non-editable install ships only what pyproject's package-data names: the weights must match it.
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["smckit.examples"]
+    shipped = D.default_data_path().resolve().relative_to(Path(D.__file__).resolve().parent)
+    assert any(shipped.match(pattern) for pattern in patterns), (shipped, patterns)
 
 
 def test_float64_and_shapes(bundle):

@@ -168,23 +168,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"DDPM steps, 1..1000 for the bundled model (default {DEFAULTS['steps']}; --quick {QUICK['steps']})",
     )
-    add("--lam", type=_typed(RANGES["lam"]), default=1.0, help="tilt strength: target p(x0) p(c|x0)^lam (default 1)")
+    add(
+        "--lam",
+        type=_typed(RANGES["lam"]),
+        default=1.0,
+        metavar="X",
+        help="tilt strength: target p(x0) p(c|x0)^lam (default 1)",
+    )
     add("--policy", choices=("ess", "always"), default="ess", help="SMC resampling: ESS < N/2 (default) or every step")
     add(
         "--fv-noise",
         type=_typed(RANGES["fv_noise"]),
         default=0.1,
+        metavar="X",
         help="Fleming-Viot rebirth noise in [0, 1] (default 0.1)",
     )
     add(
         "--fv-absorption",
         type=_typed(RANGES["fv_absorption"]),
         default=0.1,
+        metavar="X",
         help="target death fraction in (0, 1) of the 'fleming-viot-absorption' row (default 0.1)",
     )
     add(
         "--methods",
         default=",".join(METHODS),
+        metavar="M1,M2,...",
         help="comma-separated subset of " + ", ".join(METHODS) + ", or other registered resamplers",
     )
     add("--seed", type=_typed(RANGES["seed"]), default=0, help="seed shared by every method, >= 0 (default 0)")
@@ -197,6 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=_typed(_THREADS),
         default=1,
+        metavar="T",
         help="torch CPU threads while the demo runs (default 1: the networks are tiny, and extra threads mostly "
         "spin on a busy machine; 0 keeps torch's setting)",
     )
