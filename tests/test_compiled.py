@@ -122,7 +122,7 @@ def _env():
 def test_accelerator_inputs_never_take_the_kernels():
     """Only host memory goes to the kernels: a tensor on another device keeps the array-API path (the meta
     device stands in for an accelerator here)."""
-    from smckit.resamplers._common import prepare
+    from smckit.resamplers.kit import prepare
 
     prep = prepare(torch.zeros(4, device="meta"), RNG(0), None, name="t", variable_size=True)
     assert not prep.compiled and not prep.torch_output
@@ -199,7 +199,7 @@ def test_scratch_tables_are_per_thread_and_never_returned(scheme):
 
 
 def test_a_kept_buffer_is_reused_only_when_nothing_else_holds_it():
-    take = _compiled._buffer
+    take = _compiled.buffer
     first = take("test-slot", 10, np.float64)
     assert not np.shares_memory(first, take("test-slot", 10, np.float64))  # still held: a fresh one
     del first

@@ -24,7 +24,7 @@ from smckit.resamplers import (
     Residual,
     Stratified,
     Systematic,
-    _common,
+    kit,
     refill,
     smckit_register_resamplers,
     use_numba,
@@ -292,10 +292,10 @@ def test_count_below_matches_searchsorted(rows, m, n, scale, ties, seed):
         values = np.floor(values)
         queries = np.floor(queries)
     expected = np.stack([np.searchsorted(values[r], queries[r], side="left") for r in range(rows)])
-    got = _common.count_below(values, queries, m + 1)
+    got = kit.count_below(values, queries, m + 1)
     assert np.array_equal(got, expected)
     torch = pytest.importorskip("torch")
-    got_t = _common.count_below(torch.as_tensor(values), torch.as_tensor(queries), m + 1)
+    got_t = kit.count_below(torch.as_tensor(values), torch.as_tensor(queries), m + 1)
     assert np.array_equal(got_t.numpy(), expected)
 
 
@@ -307,7 +307,7 @@ def test_guard_for_parallel_scans(monkeypatch, scheme, values, seed, backend):
     (each cumulative sum perturbed by a few ulps, independently) and check that the guard still keeps zero
     weights out, counts non-negative and summing to n."""
     noise = np.random.default_rng(seed)
-    real_prepare = _common.prepare
+    real_prepare = kit.prepare
 
     def parallel_prepare(*args, **kwargs):
         prep = real_prepare(*args, **kwargs)
@@ -319,9 +319,8 @@ def test_guard_for_parallel_scans(monkeypatch, scheme, values, seed, backend):
         like = "torch" if hasattr(s, "detach") else "numpy"  # a CPU tensor on the compiled path runs as numpy
         return s * to_backend(1.0 + noise.integers(-4, 5, tuple(s.shape)) * 2.0**-52, like)
 
-    for module in ("systematic", "stratified", "multinomial", "residual", "killing", "ssp"):
-        monkeypatch.setattr(f"smckit.resamplers.{module}.prepare", parallel_prepare)
-    monkeypatch.setattr(_common.Prepared, "cumsum", sloppy_cumsum)
+    monkeypatch.setattr("smckit.resamplers.kit.prepare", parallel_prepare)
+    monkeypatch.setattr(kit.Prepared, "cumsum", sloppy_cumsum)
     n = values.shape[-1]
     a = host(scheme()(to_backend(values, backend), RNG(seed)).ancestors)  # torch: the searchsorted merge
     assert a.min() >= 0 and a.max() < n
@@ -331,12 +330,12 @@ def test_guard_for_parallel_scans(monkeypatch, scheme, values, seed, backend):
 def test_guard_fixes_a_non_monotone_cumulative_count():
     values = np.log(np.array([[0.5, 1.0, 0.2, 0.3, 1.0]]))
     values[:, [1, 4]] = -np.inf
-    prep = _common.prepare(values, RNG(0), None, name="t", variable_size=True)
+    prep = kit.prepare(values, RNG(0), None, name="t", variable_size=True)
     prep.sequential_scan = False
     cum = np.array([[3, 2, 4, 4, 5]])  # a zero weight with a count, a decrease, the end reached early
-    fixed = _common.guard_cumulative(prep, cum, prep.w, 5)
+    fixed = kit.guard_cumulative(prep, cum, prep.w, 5)
     assert np.diff(fixed, prepend=0).tolist() == [[3, 0, 1, 1, 0]]
-    assert _common.ancestors_from_cumulative(prep, fixed, 5).tolist() == [[0, 0, 0, 2, 3]]
+    assert kit.ancestors_from_cumulative(prep, fixed, 5).tolist() == [[0, 0, 0, 2, 3]]
 
 
 # -- input validation -----------------------------------------------------------------------------------------

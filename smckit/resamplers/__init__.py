@@ -21,6 +21,9 @@ kernels that return the same ancestors as the array-API code on numpy, bit for b
 through a numpy view). :func:`use_numba` switches them off in a block of code, the environment variable
 ``SMCKIT_NUMBA=0`` everywhere; a CPU tensor then runs torch's operations, whose ``exp`` and sums may round
 differently in the last bit, so its ancestors can differ in rare cases.
+
+Every scheme is built from :mod:`smckit.resamplers.kit`, the toolbox for writing one's own: row preparation and
+validation, cumulative counts, :func:`refill`, and the skeleton :class:`~smckit.resamplers.kit.Scheme`.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from typing import Any
 
 from smckit.plugins.hooks import hookimpl
 from smckit.resamplers._compiled import use_numba
-from smckit.resamplers._refill import refill
 from smckit.resamplers.base import Capabilities, Resampled, Resampler
 from smckit.resamplers.killing import Killing
+from smckit.resamplers.kit import refill
 from smckit.resamplers.multinomial import Multinomial
 from smckit.resamplers.residual import Residual
 from smckit.resamplers.ssp import SSP

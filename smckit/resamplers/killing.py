@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from smckit.backend import Array
-from smckit.resamplers import _compiled
-from smckit.resamplers._common import prepare
-from smckit.resamplers._refill import refill_rows
-from smckit.resamplers.base import Capabilities, Resampled
+import numpy as np
+
+from smckit.resamplers._compiled import jit
+from smckit.resamplers.base import Capabilities
+from smckit.resamplers.kit import Outcome, Prepared, Scheme, refill_rows
 
 __all__ = ["Killing"]
 
 
-class Killing:
+class Killing(Scheme):
     """Killing resampling.
 
     Particle ``i`` stays in its slot with probability ``W_i / max_j W_j``; the ``K`` killed slots are refilled
@@ -28,21 +28,31 @@ class Killing:
     name = "killing"
     capabilities = Capabilities(unbiased=True, count_bounds=None, variable_size=False, sorted_ancestors=False)
 
-    def __call__(self, log_weights: Array, rng: Any, *, n_out: int | None = None) -> Resampled:
-        """Resample from unnormalised log-weights of shape ``(*batch, n)``; see :class:`smckit.Resampled`.
-
-        Raises
-        ------
-        InvalidArgumentError
-            If ``n_out`` differs from ``n`` (and see :func:`smckit.resamplers._common.prepare`).
-        """
-        prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=False)
-        if prep.compiled:
-            ancestors, killed, deaths = _compiled.killing(prep.w, prep.sums, prep.rng.numpy)
-            return prep.result(ancestors, reborn=killed, info={"deaths": deaths})
+    def reference(self, prep: Prepared) -> Outcome:
+        """Ancestors and the killed mask, shape (rows, n), by the array API; ``info["deaths"]``."""
         killed = prep.uniform((prep.rows, prep.n)) >= prep.w  # survives iff U < w_i (never when w_i = 0)
         ancestors, deaths = refill_rows(prep, prep.w, killed)
-        return prep.result(ancestors, reborn=killed, info={"deaths": deaths})
+        return Outcome(ancestors, reborn=killed, info={"deaths": deaths})
 
-    def __repr__(self) -> str:
-        return "Killing()"
+    def compiled(self, prep: Prepared) -> Outcome:
+        """As :meth:`reference`, the survival draws made by :func:`_survival` inside numba, then the compiled
+        :func:`~smckit.resamplers.kit.refill_rows`."""
+        gen = prep.rng.numpy
+        killed = np.empty(prep.w.shape, np.bool_)
+        deaths = np.empty(prep.rows, np.int64)
+        with gen.bit_generator.lock:
+            _survival(prep.w, gen, killed, deaths)
+        ancestors, deaths_ = refill_rows(prep, prep.w, killed, sums=prep.sums, deaths=deaths)
+        return Outcome(ancestors, reborn=killed, info={"deaths": deaths_})
+
+
+@jit
+def _survival(w: Any, gen: Any, killed: Any, deaths: Any) -> None:
+    """Particle ``i`` dies unless ``U_i < w_i`` (``U_i`` uniform, drawn row after row, as ``prep.uniform``)."""
+    for r in range(w.shape[0]):
+        dead = 0
+        for i in range(w.shape[1]):
+            k = gen.random() >= w[r, i]
+            killed[r, i] = k
+            dead += k
+        deaths[r] = dead

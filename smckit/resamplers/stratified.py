@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from smckit.backend import Array
-from smckit.resamplers import _compiled
-from smckit.resamplers._common import (
+import numpy as np
+
+from smckit.resamplers._compiled import ROUND_UP, jit, record, running_max
+from smckit.resamplers.base import Capabilities
+from smckit.resamplers.kit import (
+    Outcome,
+    Prepared,
+    Scheme,
     ancestors_from_cumulative,
     guard_cumulative,
-    prepare,
     scaled_positions,
     take_along,
 )
-from smckit.resamplers.base import Capabilities, Resampled
 
 __all__ = ["Stratified"]
 
 
-class Stratified:
+class Stratified(Scheme):
     """Stratified resampling.
 
     The ``N`` draws sit at ``(k + U_k) / N`` with independent uniforms ``U_k``, one per stratum. On the scale
@@ -34,19 +38,10 @@ class Stratified:
     name = "stratified"
     capabilities = Capabilities(unbiased=True, count_bounds=None, variable_size=True, sorted_ancestors=True)
 
-    def __call__(self, log_weights: Array, rng: Any, *, n_out: int | None = None) -> Resampled:
-        """Resample from unnormalised log-weights of shape ``(*batch, n)``; see :class:`smckit.Resampled`.
-
-        Raises
-        ------
-        InvalidArgumentError, ShapeError, InvalidWeightsError, ExtinctionError
-            See :func:`smckit.resamplers._common.prepare`.
-        """
-        prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
+    def reference(self, prep: Prepared) -> Outcome:
+        """Ancestors of shape (rows, n_out) by the array API."""
         xp, N = prep.xp, prep.n_out
         u = prep.uniform((prep.rows, N))
-        if prep.compiled:
-            return prep.result(_compiled.stratified(prep.w, prep.sums, u, N))
         cumsum = prep.cumsum(prep.w)
         x = scaled_positions(prep, cumsum, cumsum[:, -1:], N)
         m = xp.astype(xp.minimum(xp.floor(x), float(N - 1)), xp.int64)
@@ -54,7 +49,30 @@ class Stratified:
         hit = take_along(u, m) < x - xp.astype(m, xp.float64)
         cum = m + xp.astype(hit, xp.int64)
         cum = guard_cumulative(prep, cum, prep.w, N)
-        return prep.result(ancestors_from_cumulative(prep, cum, N))
+        return Outcome(ancestors_from_cumulative(prep, cum, N))
 
-    def __repr__(self) -> str:
-        return "Stratified()"
+    def compiled(self, prep: Prepared) -> Outcome:
+        """Ancestors of shape (rows, n_out) by :func:`_stratified`, the reference's bit for bit."""
+        u = prep.uniform((prep.rows, prep.n_out))
+        out = np.zeros((prep.rows, prep.n_out), np.int64)
+        _stratified(prep.w, prep.sums, u, out)
+        return Outcome(out)
+
+
+@jit
+def _stratified(w: Any, sums: Any, u: Any, out: Any) -> None:
+    """Per row: ``G_i = m + [u_m < x_i - m]`` with ``m = min(floor(x_i), N - 1)``, recorded into ``out``."""
+    rows, n = w.shape
+    n_out = out.shape[1]
+    top = float(n_out - 1)
+    for r in range(rows):
+        row = w[r]
+        hist = out[r]
+        scale = (n_out / sums[r]) * ROUND_UP
+        s = 0.0
+        for i in range(n):
+            s += row[i]
+            x = s * scale
+            m = int(min(math.floor(x), top))
+            record(hist, m + (1 if u[r, m] < x - m else 0), i)
+        running_max(hist)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from smckit.backend import Array
-from smckit.resamplers import _compiled
-from smckit.resamplers._common import ancestors_from_cumulative, guard_cumulative, prepare, scaled_positions
-from smckit.resamplers.base import Capabilities, Resampled
+import numpy as np
+
+from smckit.resamplers._compiled import ROUND_UP, jit, record, running_max
+from smckit.resamplers.base import Capabilities
+from smckit.resamplers.kit import (
+    Outcome,
+    Prepared,
+    Scheme,
+    ancestors_from_cumulative,
+    guard_cumulative,
+    scaled_positions,
+)
 
 __all__ = ["Systematic"]
 
 
-class Systematic:
+class Systematic(Scheme):
     """Systematic resampling.
 
     With one uniform ``U`` per row, the ``N`` draws sit at ``(k + 1 - U) / N`` for ``k = 0, ..., N - 1`` on
@@ -36,26 +44,38 @@ class Systematic:
     name = "systematic"
     capabilities = Capabilities(unbiased=True, count_bounds="floor_ceil", variable_size=True, sorted_ancestors=True)
 
-    def __call__(self, log_weights: Array, rng: Any, *, n_out: int | None = None) -> Resampled:
-        """Resample from unnormalised log-weights of shape ``(*batch, n)``; see :class:`smckit.Resampled`.
-
-        Raises
-        ------
-        InvalidArgumentError, ShapeError, InvalidWeightsError, ExtinctionError
-            See :func:`smckit.resamplers._common.prepare`.
-        """
-        prep = prepare(log_weights, rng, n_out, name=self.name, variable_size=True)
+    def reference(self, prep: Prepared) -> Outcome:
+        """Ancestors of shape (rows, n_out) by the array API."""
         xp, N = prep.xp, prep.n_out
         u = prep.uniform((prep.rows, 1))
-        if prep.compiled:
-            return prep.result(_compiled.systematic(prep.w, prep.sums, u, N))
         cumsum = prep.cumsum(prep.w)
         x = scaled_positions(prep, cumsum, cumsum[:, -1:], N)
         # #{k >= 0 : k + 1 - u <= x} = floor(x + u): 0 at x = 0, at least N from x >= N on. x + u >= 0, so the
         # conversion to int64 (truncation) is the floor.
         cum = xp.minimum(xp.astype(x + u, xp.int64), N)
         cum = guard_cumulative(prep, cum, prep.w, N)
-        return prep.result(ancestors_from_cumulative(prep, cum, N))
+        return Outcome(ancestors_from_cumulative(prep, cum, N))
 
-    def __repr__(self) -> str:
-        return "Systematic()"
+    def compiled(self, prep: Prepared) -> Outcome:
+        """Ancestors of shape (rows, n_out) by :func:`_systematic`, the reference's bit for bit."""
+        u = prep.uniform((prep.rows, 1))
+        out = np.zeros((prep.rows, prep.n_out), np.int64)
+        _systematic(prep.w, prep.sums, u, out)
+        return Outcome(out)
+
+
+@jit
+def _systematic(w: Any, sums: Any, u: Any, out: Any) -> None:
+    """Per row: ``G_i = min(floor(x_i + u), N)`` for the sequential cumulative sums, recorded into ``out``."""
+    rows, n = w.shape
+    n_out = out.shape[1]
+    for r in range(rows):
+        row = w[r]
+        hist = out[r]
+        scale = (n_out / sums[r]) * ROUND_UP
+        offset = u[r, 0]
+        s = 0.0
+        for i in range(n):
+            s += row[i]
+            record(hist, min(int(s * scale + offset), n_out), i)
+        running_max(hist)
