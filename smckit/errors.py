@@ -5,10 +5,7 @@ Every error derives from :class:`SMCError`. Messages say what was wrong, where (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from smckit.history import Result
+from typing import Any
 
 __all__ = [
     "SMCError",
@@ -27,7 +24,22 @@ __all__ = [
 
 
 class SMCError(Exception):
-    """Base class of every error raised by smckit."""
+    """Base class of every error raised by smckit.
+
+    Every smckit error pickles with its fields (and the partial result it carries, if any), so an error raised in
+    a worker process (``ProcessPoolExecutor``, ``multiprocessing``) reaches the parent whole.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default pickling calls cls(*args), which fails for required keyword-only fields.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[SMCError], args: tuple[Any, ...], fields: dict[str, Any]) -> SMCError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 class InvalidArgumentError(SMCError, ValueError):
@@ -54,7 +66,8 @@ class InvalidWeightsError(SMCError, FloatingPointError):
     rows : tuple of tuple of int
         Batch indices of the affected rows (``((),)`` for an unbatched run).
     result : Result or None
-        The partial result up to the previous step, when raised by the engine.
+        The partial result up to the previous step, when raised by the engine (typed ``object`` here:
+        this module imports nothing from smckit).
     """
 
     def __init__(
@@ -64,7 +77,7 @@ class InvalidWeightsError(SMCError, FloatingPointError):
         step: int,
         count: int,
         rows: tuple[tuple[int, ...], ...] = (),
-        result: Result | None = None,
+        result: object = None,
     ):
         super().__init__(message)
         self.step = step
@@ -92,7 +105,7 @@ class ExtinctionError(SMCError):
         *,
         step: int,
         rows: tuple[tuple[int, ...], ...] = (),
-        result: Result | None = None,
+        result: object = None,
     ):
         super().__init__(message)
         self.step = step

@@ -7,8 +7,10 @@ the resampling is a separate choice (:mod:`smckit.resamplers`).
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from smckit.backend import Array
 from smckit.errors import InvalidArgumentError
@@ -16,12 +18,20 @@ from smckit.errors import InvalidArgumentError
 __all__ = ["Policy", "ESSBelow", "Always", "Every", "Window", "Never"]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 class Policy(ABC):
     """Decides when to resample.
 
     Subclasses implement :meth:`decide`. A policy whose answer depends only on ``t`` sets ``static = True``
-    and returns a Python bool, which lets the engine skip the resampler entirely on GPU backends without a
-    host synchronisation.
+    and returns a Python bool: the engine then never computes the ESS fraction for it and decides on the host,
+    without waiting for an accelerator.
     """
 
     static: bool = False
@@ -56,8 +66,10 @@ class ESSBelow(Policy):
     threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise InvalidArgumentError(f"ESSBelow threshold must be in (0, 1], got {self.threshold}")
+        if not _is_real(self.threshold) or not 0.0 < self.threshold <= 1.0:
+            raise InvalidArgumentError(
+                f"ESSBelow(threshold): threshold must be a number in (0, 1], got {self.threshold!r}"
+            )
 
     def decide(self, t: int, ess_fraction: Array) -> Array:
         # A relative slack of 1e-6 so that uniform weights (ESS fraction 1 up to float32 round-off) never
@@ -93,8 +105,8 @@ class Every(Policy):
     static = True
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise InvalidArgumentError(f"Every(k) needs k >= 1, got {self.k}")
+        if not _is_int(self.k) or self.k < 1:
+            raise InvalidArgumentError(f"Every(k): k must be an integer >= 1, got {self.k!r}")
 
     def decide(self, t: int, ess_fraction: Array) -> bool:
         return t % self.k == 0
@@ -113,8 +125,16 @@ class Window(Policy):
     inner: Policy = ESSBelow(0.5)
 
     def __post_init__(self) -> None:
-        if self.start < 0 or (self.stop is not None and self.stop < self.start):
-            raise InvalidArgumentError(f"Window needs 0 <= start <= stop, got start={self.start}, stop={self.stop}")
+        if not _is_int(self.start) or self.start < 0:
+            raise InvalidArgumentError(f"Window(start): start must be an integer >= 0, got {self.start!r}")
+        if self.stop is not None and (not _is_int(self.stop) or self.stop < self.start):
+            raise InvalidArgumentError(
+                f"Window(stop): stop must be None or an integer >= start = {self.start}, got {self.stop!r}"
+            )
+        if not isinstance(self.inner, Policy):
+            raise InvalidArgumentError(
+                f"Window(inner): inner must be a smckit Policy (e.g. ESSBelow(0.5)), got {self.inner!r}"
+            )
 
     @property
     def static(self) -> bool:  # type: ignore[override]

@@ -7,11 +7,12 @@ and never leave log space: a weight of zero is ``-inf``.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from smckit.backend import Array, namespace
-from smckit.errors import ExtinctionError, InvalidWeightsError
+from smckit.backend import Array, is_torch, namespace, to_host
+from smckit.errors import BackendError, ExtinctionError, InvalidWeightsError
 
 __all__ = [
     "logsumexp",
@@ -20,6 +21,10 @@ __all__ = [
     "normalise",
     "ess",
     "reweigh",
+    "Weighted",
+    "weigh",
+    "weight_dtype",
+    "validate",
     "check_finite_or_minus_inf",
     "extinct_rows",
     "check_not_extinct",
@@ -128,8 +133,79 @@ def ess(log_w: Array) -> Array:
         return total * total / xp.sum(scaled * scaled, axis=-1)
 
 
+class Weighted(NamedTuple):
+    """Weights after one reweighting: what :func:`weigh` (and a population's ``reweigh``) returns.
+
+    Attributes
+    ----------
+    log_z : array, shape (*batch,)
+        ``log sum exp`` of the unnormalised log-weights (over the whole population): with normalised incoming
+        weights, the log-evidence increment. Non-finite in a bad row.
+    log_w : array, shape (*batch, n)
+        The normalised log-weights (meaningless in a bad row).
+    ess : array, shape (*batch,)
+        The effective sample size ``(sum w)^2 / sum w^2``.
+    bad : boolean array, shape (*batch,)
+        Rows whose weights hold NaN or +inf or are all zero; it stays on the device, so that the caller can
+        check it without stalling an accelerator (:func:`validate` words the error).
+    """
+
+    log_z: Array
+    log_w: Array
+    ess: Array
+    bad: Array
+
+
+def weigh(log_w: Array) -> Weighted:
+    """Normalise unnormalised log-weights and summarise them, in one pass: one ``exp`` per weight.
+
+    The few operations run directly on numpy or torch (this is the engine's per-step hot path); any other
+    array-API library goes through the generic namespace.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+        Float32 or wider (see :func:`weight_dtype`).
+
+    Returns
+    -------
+    Weighted
+        Exactly invariant to a common shift of a row of ``log_w``.
+    """
+    if type(log_w) is np.ndarray:
+        m = np.max(log_w, axis=-1, keepdims=True)
+        if np.isfinite(m).all():  # no NaN, no +inf, no empty row: nothing below can warn
+            return _weigh_shifted(np, log_w, m)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return _weigh_shifted(np, log_w, np.where(np.isfinite(m), m, 0.0))
+    if is_torch(log_w):
+        m = log_w.amax(dim=-1, keepdim=True).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        shifted = log_w - m
+        w = shifted.exp()
+        total = w.sum(dim=-1, keepdim=True)
+        log_total = total.log()
+        log_z = (log_total + m).squeeze(-1)
+        total = total.squeeze(-1)
+        ess_value = total * total / (w * w).sum(dim=-1)
+        return Weighted(log_z, shifted.sub_(log_total), ess_value, ~log_z.isfinite())
+    xp = namespace(log_w)
+    m = xp.max(log_w, axis=-1, keepdims=True)
+    return _weigh_shifted(xp, log_w, xp.where(xp.isfinite(m), m, xp.zeros_like(m)))
+
+
+def _weigh_shifted(xp: Any, log_w: Array, m: Array) -> Weighted:
+    shifted = log_w - m
+    w = xp.exp(shifted)
+    total = xp.sum(w, axis=-1, keepdims=True)
+    log_total = xp.log(total)
+    log_z = xp.squeeze(log_total + m, axis=-1)
+    total = xp.squeeze(total, axis=-1)
+    ess_value = total * total / xp.sum(w * w, axis=-1)
+    return Weighted(log_z, shifted - log_total, ess_value, ~xp.isfinite(log_z))
+
+
 def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
-    """Normalise unnormalised log-weights and summarise them, with a single ``exp`` per weight.
+    """``(log_z, log_normalised, ess)`` of unnormalised log-weights: :func:`weigh` without the flag.
 
     Parameters
     ----------
@@ -144,15 +220,71 @@ def reweigh(log_w: Array) -> tuple[Array, Array, Array]:
     ess : array, shape (*batch,)
         ``1 / sum(W**2)`` of the normalised weights.
     """
-    xp = namespace(log_w)
-    # Bad rows (NaN, +inf, all -inf) make log_z non-finite, which the caller checks; numpy must not warn here.
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        shifted, m = _shift(log_w)
-        scaled = xp.exp(shifted)
-        total = xp.sum(scaled, axis=-1, keepdims=True)
-        log_total = xp.log(total)
-        ess_value = xp.squeeze(total * total, axis=-1) / xp.sum(scaled * scaled, axis=-1)
-        return xp.squeeze(log_total + m, axis=-1), shifted - log_total, ess_value
+    out = weigh(log_w)
+    return out.log_z, out.log_w, out.ess
+
+
+_HALF = ("float16", "bfloat16")
+
+
+def weight_dtype(log_potential: Array) -> Any:
+    """The dtype in which a run keeps log-weights, ESS and increments, given its first log-potential.
+
+    Half precision is widened to float32: float16 sums overflow at 65504 (70,000 equal weights sum to +inf)
+    and numpy cannot hold bfloat16. Float32 and float64 are kept as they are.
+
+    Parameters
+    ----------
+    log_potential : array, shape (*batch, n)
+
+    Returns
+    -------
+    dtype
+        Of the array's own library.
+
+    Raises
+    ------
+    BackendError
+        For a dtype that is not real floating point (integers, complex).
+    """
+    xp = namespace(log_potential)
+    name = str(log_potential.dtype).rsplit(".", 1)[-1]
+    if name in _HALF:
+        return xp.float32
+    if name not in ("float32", "float64"):
+        raise BackendError(
+            f"log-potentials must be real floating point (float16, bfloat16, float32 or float64), got {name}"
+        )
+    return log_potential.dtype
+
+
+def validate(log_w: Array, *, step: int, what: str = "log-potential", result: object = None) -> None:
+    """Raise the error that explains bad weights; return if every row is fine.
+
+    The one wording of smckit's weight errors: NaN or +inf is an :class:`InvalidWeightsError`; a row whose
+    weights are all zero is an :class:`ExtinctionError`. Both carry ``result``.
+
+    Parameters
+    ----------
+    log_w : array, shape (*batch, n)
+        The log-weights (or log-potentials) to explain.
+    step : int
+        The step, for the message.
+    what : str
+        Where the values came from, for the message.
+    result : Result, optional
+        The partial result to attach.
+
+    Raises
+    ------
+    InvalidWeightsError, ExtinctionError
+    """
+    try:
+        check_finite_or_minus_inf(log_w, step=step, what=what)
+    except InvalidWeightsError as err:
+        err.result = result
+        raise
+    check_not_extinct(log_w, step=step, result=result)
 
 
 def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-potential") -> None:
@@ -239,7 +371,5 @@ def check_not_extinct(log_w: Array, *, step: int, result: object = None) -> None
 
 def _bad_rows(mask: Array) -> tuple[tuple[int, ...], ...]:
     """Batch indices where ``mask`` is true, as tuples (``((),)`` for an unbatched run)."""
-    import numpy as np
-
-    m = np.asarray(mask.cpu() if hasattr(mask, "cpu") else mask)
+    m = to_host(mask)
     return tuple(tuple(int(i) for i in idx) for idx in zip(*np.nonzero(m))) if m.ndim else ((),) if m else ()
