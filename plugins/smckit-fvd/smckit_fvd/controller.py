@@ -27,6 +27,7 @@ from typing import Any
 
 from smckit.backend import Array, device_of, namespace
 from smckit.errors import InvalidArgumentError
+from smckit.resamplers import kit
 
 __all__ = [
     "CONTROLLERS",
@@ -74,15 +75,19 @@ def relative_weights(log_weights: Array) -> Array:
 
     Returns
     -------
-    array, shape (*batch, n), the dtype of ``log_weights``
+    array, shape (*batch, n)
+        The dtype of ``log_weights``; float32 for float16 and bfloat16 (whose sums overflow from 65,504 on).
+
+    Raises
+    ------
+    InvalidWeightsError, ExtinctionError
+        On the host, for NaN or ``+inf`` log-weights or a row of ``-inf`` (:func:`smckit.resamplers.kit.shift`).
     """
     xp = namespace(log_weights)
     n = log_weights.shape[-1]
-    top = xp.max(log_weights, axis=-1, keepdims=True)
-    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    e = xp.exp(log_weights - top)
-    scale = float(n) / xp.sum(e, axis=-1, keepdims=True)
-    return e * scale
+    e = kit.exp_(kit.shift(kit.float32_or_wider(log_weights), name="fleming-viot"))
+    e *= float(n) / xp.sum(e, axis=-1, keepdims=True)
+    return e
 
 
 def expected_death_fraction(log_weights: Array, beta: Array | float = 1.0) -> Array:

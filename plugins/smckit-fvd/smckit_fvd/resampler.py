@@ -22,17 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from smckit import (
-    Capabilities,
-    ExtinctionError,
-    InvalidArgumentError,
-    InvalidWeightsError,
-    Resampled,
-    ShapeError,
-)
-from smckit.backend import Array, describe, device_of, is_floating, is_numpy, is_torch, namespace
-from smckit.random import RNG
-from smckit.resamplers import refill
+from smckit import Capabilities, InvalidArgumentError, Resampled
+from smckit.backend import Array, device_of, is_torch, namespace
+from smckit.random import RNG, as_rng
+from smckit.resamplers import kit
 from smckit.weights import logsumexp
 
 from smckit_fvd.controller import CONTROLLERS, AbsorptionController, make_controller, temper
@@ -185,20 +178,23 @@ class FlemingViot:
         Parameters
         ----------
         log_weights : array, shape (*batch, n)
-            Unnormalised log-weights (``-inf``: weight zero); every row needs a finite entry.
-        rng : smckit.random.RNG
-            The random source; draws are made on the backend and device of ``log_weights``.
+            Unnormalised log-weights (``-inf``: weight zero); every row needs a finite entry. numpy or torch, any
+            floating dtype: float16 and bfloat16 are widened to float32 (exactly) before anything is summed.
+        rng : smckit.random.RNG, int, numpy.random.SeedSequence or None
+            The random source (a seed makes one); draws are made on the backend and device of ``log_weights``.
         n_out : int, optional
             Must be n (or ``None``): the scheme keeps the population size.
 
         Returns
         -------
         Resampled
-            ``ancestors`` (*batch, n) int64 (survivors: their own index); ``log_weights`` (*batch, n) zeros,
-            or with ``keep_target`` ``(1 - beta) log W`` of the parent plus ``log sum_j W_j**beta``, a scale
-            chosen so that ``E[sum_{k: ancestors_k = i} exp(log_weights_k)] = n W_i``; ``reborn`` (*batch, n) bool,
+            ``ancestors`` (*batch, n) int64 (survivors: their own index); ``log_weights`` (*batch, n) zeros in
+            the input's dtype, or with ``keep_target`` ``(1 - beta) log W`` of the parent plus
+            ``log sum_j W_j**beta``, a scale chosen so that ``E[sum_{k: ancestors_k = i} exp(log_weights_k)] =
+            n W_i``, in the input's dtype except for float16 and bfloat16 input, where they are float32 (half
+            precision cannot hold these logarithms to the accuracy the weights need); ``reborn`` (*batch, n) bool,
             the refilled slots; ``info`` with ``deaths`` (*batch,) int64, ``death_fraction`` (*batch,),
-            ``beta`` (*batch,) and ``absorption_target`` (float or None).
+            ``beta`` (*batch,) (both float32 for half-precision input) and ``absorption_target`` (float or None).
 
         Raises
         ------
@@ -212,29 +208,30 @@ class FlemingViot:
         ExtinctionError
             For a row whose log-weights are all ``-inf`` (CPU only, as above).
         """
-        log_weights = _validated(log_weights, n_out)
+        log_weights, _ = kit.check_input(log_weights, n_out, name=self.name, variable_size=False)
+        rng = as_rng(rng)
         n = int(log_weights.shape[-1])
         xp = namespace(log_weights)
-        dev = device_of(log_weights)
         shape = tuple(log_weights.shape)
-        log_w = _shift(log_weights)  # l_i - max_j l_j: the largest is 0; shift-invariant from here on
+        # l_i - max_j l_j, in float32 or wider: the largest is 0; shift-invariant from here on.
+        log_w = kit.shift(kit.float32_or_wider(log_weights), name=self.name)
         tilted = self.controller is not None or self.beta != 1.0
         if self.controller is not None:
             beta = self.controller.beta(log_w)
         else:
-            beta = xp.full(shape[:-1], self.beta, dtype=log_w.dtype, device=dev)
+            beta = xp.full(shape[:-1], self.beta, dtype=log_w.dtype, device=device_of(log_w))
         selection = temper(log_w, beta) if tilted else log_w  # still 0 at each row's largest weight
         # m_i = n W_i(beta) (see relative_weights), in the memory of `selection`, a temporary of this call (log_w is
         # read again only when tilted, and then `selection` is a new array).
-        m = _exp_in_place(selection)
+        m = kit.exp_(selection)
         m *= float(n) / xp.sum(m, axis=-1, keepdims=True)
 
         # 1. survival: u < min(1, m) <=> u < m since u < 1; so m >= 1 survives surely (the largest always does).
-        dead = _survival_uniforms(rng, shape, m) >= m
+        dead = kit.uniform(rng, shape, like=m) >= m
         deaths = xp.sum(dead, axis=-1, dtype=xp.int64)
 
         # 2. birth: each dead slot copies an independent draw from q (sorted over the dead slots of a row).
-        ancestors = refill(self._parent_weights(m, dead), dead, rng)
+        ancestors = kit.refill(self._parent_weights(m, dead), dead, rng)
 
         # 3. output weights, diagnostics, controller feedback.
         if self.keep_target and tilted:
@@ -244,7 +241,7 @@ class FlemingViot:
             kept = temper(log_norm, 1.0 - beta) + xp.expand_dims(logsumexp(temper(log_norm, beta)), axis=-1)
             out_log_w = xp.take_along_axis(kept, ancestors, axis=-1)
         else:
-            out_log_w = xp.zeros(shape, dtype=log_w.dtype, device=dev)
+            out_log_w = xp.zeros(shape, dtype=log_weights.dtype, device=device_of(log_weights))
         death_fraction = xp.astype(deaths, log_w.dtype) / float(n)
         if self.controller is not None:
             self.controller.observe(death_fraction)
@@ -285,76 +282,8 @@ class FlemingViot:
         return f"FlemingViot({', '.join(parts)})"
 
 
-def _validated(log_weights: Any, n_out: Any) -> Array:
-    """Check the input of a call (type, shape, dtype, n_out; on the CPU also NaN, +inf and extinct rows)."""
-    if not (is_numpy(log_weights) or is_torch(log_weights)):
-        raise InvalidArgumentError(
-            f"log_weights must be a numpy array or a torch tensor, got {type(log_weights).__name__}"
-        )
-    if log_weights.ndim < 1 or log_weights.shape[-1] < 1:
-        shape = tuple(log_weights.shape)
-        raise ShapeError(f"log_weights must have shape (*batch, n) with n >= 1, the particle axis last; got {shape}")
-    if not is_floating(log_weights):
-        raise InvalidArgumentError(f"log_weights must be floating point, got {describe(log_weights)}")
-    n = int(log_weights.shape[-1])
-    if n_out is not None and (isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer)) or n_out != n):
-        raise InvalidArgumentError(
-            f"Fleming-Viot resampling keeps the population size: n_out must be None or n = {n}, got {n_out!r}"
-        )
-    if is_torch(log_weights):
-        log_weights = log_weights.detach()
-    if str(device_of(log_weights)) == "cpu":
-        host = np.asarray(log_weights)
-        if np.isfinite(host).all():  # the common case, in one pass
-            return log_weights
-        bad = np.isnan(host) | np.isposinf(host)
-        if bad.any():
-            rows = tuple(tuple(int(i) for i in r) for r in np.argwhere(bad.any(axis=-1)))
-            raise InvalidWeightsError(
-                f"the Fleming-Viot resampler got {int(bad.sum())} NaN or +inf log-weight(s); a log-weight must be a "
-                "real number or -inf (weight zero)",
-                step=-1,
-                count=int(bad.sum()),
-                rows=rows,
-            )
-        extinct = np.isneginf(host).all(axis=-1)
-        if extinct.any():
-            rows = tuple(tuple(int(i) for i in r) for r in np.argwhere(extinct)) if extinct.ndim else ((),)
-            where = f"batch row(s) {list(rows)[:5]}" if rows != ((),) else "the population"
-            raise ExtinctionError(
-                f"every log-weight of {where} is -inf: there is nothing to resample from",
-                step=-1,
-                rows=rows,
-            )
-    return log_weights
-
-
-def _shift(log_weights: Array) -> Array:
-    """``l - max(l)`` per row (rows of all ``-inf`` stay ``-inf``), shape ``(*batch, n)``."""
-    xp = namespace(log_weights)
-    top = xp.max(log_weights, axis=-1, keepdims=True)
-    return log_weights - xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-
-
-def _exp_in_place(x: Array) -> Array:
-    """``exp(x)`` written over ``x`` (numpy or torch); returns ``x``."""
-    if is_torch(x):
-        return x.exp_()
-    return np.exp(x, out=x)
-
-
 def _clamp_at_zero_in_place(x: Array) -> Array:
     """``max(x, 0)`` written over ``x`` (numpy or torch); returns ``x``."""
     if is_torch(x):
         return x.clamp_(min=0.0)
     return np.maximum(x, 0.0, out=x)
-
-
-def _survival_uniforms(rng: RNG, shape: tuple[int, ...], m: Array) -> Array:
-    """Uniforms in the dtype of ``m``: from the numpy stream for a CPU tensor too (as smckit's own resamplers
-    draw on the host: torch's CPU generator is several times slower), from the device's generator otherwise."""
-    if is_torch(m) and m.device.type == "cpu":
-        import torch
-
-        return torch.from_numpy(rng.uniform(shape, dtype=np.float32 if m.dtype == torch.float32 else np.float64))
-    return rng.uniform(shape, like=m)
