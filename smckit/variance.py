@@ -161,7 +161,7 @@ def estimate_variance(log_weights: Array, eve: Array, num_resampled: Array, valu
     --------
     >>> w = np.log(np.full(4, 0.25))
     >>> estimate_variance(w, np.array([0, 0, 2, 2]), np.array(1), np.array([1.0, 1.0, 3.0, 3.0]))
-    array(1.18518519)
+    array(0.88888889)
     """
     log_c, _ = _collision(log_weights, eve, num_resampled)
     xp = namespace(values)

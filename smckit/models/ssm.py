@@ -156,10 +156,10 @@ def gaussian_logpdf(diff: Array, chol_inv: Array, log_norm: float | Array) -> Ar
     ``log_norm`` is ``-d/2 log(2 pi) - log det(chol)``. Returns shape ``shape``.
     """
     xp = namespace(diff)
-    if chol_inv.shape[-1] == 1:
-        z = diff * chol_inv[..., 0, :]
-    else:
-        z = xp.matmul(diff, xp.matrix_transpose(chol_inv))
+    if chol_inv.shape[-1] == 1:  # scalar case: no matmul, no reduction over an axis of length one
+        z = diff[..., 0] * chol_inv[..., 0, 0]
+        return log_norm - 0.5 * (z * z)
+    z = xp.matmul(diff, xp.matrix_transpose(chol_inv))
     return log_norm - 0.5 * xp.sum(z * z, axis=-1)
 
 

@@ -31,7 +31,7 @@ from smckit.backend import Array, device_of, namespace, to_host
 from smckit.errors import InvalidArgumentError
 from smckit.random import RNG
 from smckit.smoothing.categorical import Categorical, sample_each
-from smckit.state import num_particles, take
+from smckit.state import num_particles, take, tree_map
 
 __all__ = ["BackwardKernel", "METHODS", "transition_of"]
 
@@ -148,21 +148,15 @@ class BackwardKernel:
     # -- the quadratic sampler -----------------------------------------------------------------------------
     def _exact(self, t: int, prev: State, prev_log_weights: Array, state: State, rng: RNG) -> Array:
         xp = namespace(prev_log_weights)
+        nb = prev_log_weights.ndim - 1
         n = prev_log_weights.shape[-1]
         m = _num(state, prev_log_weights)
         chunk = max(1, PAIRS_PER_CHUNK // max(n, 1))
-        device = device_of(prev_log_weights)
-        batch = tuple(prev_log_weights.shape[:-1])
         out = []
         for start in range(0, m, chunk):
             c = min(chunk, m - start)
-            # Pair k of the chunk is (target start + k // n, candidate k % n), both laid out as (*batch, c * n).
-            cand = xp.broadcast_to(xp.tile(xp.arange(n, dtype=xp.int64, device=device), (c,)), (*batch, c * n))
-            targ = xp.broadcast_to(
-                xp.repeat(xp.arange(start, start + c, dtype=xp.int64, device=device), n), (*batch, c * n)
-            )
-            lp = self.log_transition(t, take(prev, cand), take(state, targ))
-            logits = xp.reshape(lp, (*batch, c, n)) + xp.expand_dims(prev_log_weights, axis=-2)
+            lp = self.log_transition(t, *_pairs(prev, _particles(state, nb, start, start + c), nb, n, c))
+            logits = xp.reshape(lp, (*prev_log_weights.shape[:-1], c, n)) + xp.expand_dims(prev_log_weights, axis=-2)
             out.append(sample_each(logits, rng, where=f"{self.what} at step {t}: the backward kernel of a path"))
         return out[0] if len(out) == 1 else xp.concat(out, axis=-1)
 
@@ -243,6 +237,25 @@ class BackwardKernel:
                 f"{self.what} at step {t}: {type(self.model).__name__}.log_transition returned {worst:.6g}, above "
                 f"log_transition_max({t}) = {bound:.6g}; the bound must hold for every pair of states"
             )
+
+
+def _particles(state: State, nb: int, start: int, stop: int) -> State:
+    """Particles ``start .. stop - 1`` of every row (a view)."""
+    index = (slice(None),) * nb + (slice(start, stop),)
+    return tree_map(lambda x: x[index], state)
+
+
+def _pairs(prev: State, targets: State, nb: int, n: int, c: int) -> tuple[State, State]:
+    """Every (candidate, target) pair, both laid out as ``(*batch, c * n, *event)``: pair ``k * n + j`` is
+    candidate j of ``prev`` with target k of ``targets``."""
+
+    def spread(x: Array, axis: int) -> Array:
+        xp = namespace(x)
+        grid = xp.expand_dims(x, axis=axis)  # (*batch, 1, n, *event) or (*batch, c, 1, *event)
+        shape = (*x.shape[:nb], c, n, *x.shape[nb + 1 :])
+        return xp.reshape(xp.broadcast_to(grid, shape), (*x.shape[:nb], c * n, *x.shape[nb + 1 :]))
+
+    return tree_map(lambda x: spread(x, nb), prev), tree_map(lambda x: spread(x, nb + 1), targets)
 
 
 def _num(state: State, like: Array) -> int:

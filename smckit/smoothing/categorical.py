@@ -83,7 +83,7 @@ def sample_each(log_weights: Array, rng: RNG, *, where: str = "the weights") -> 
     cdf, total = _cumulative(log_weights, where)
     xp = namespace(cdf)
     v = _below_total(rng.uniform(tuple(total.shape), like=cdf) * total, total)
-    return xp.sum(xp.astype(cdf <= v[..., None], xp.int64), axis=-1)
+    return xp.astype(xp.count_nonzero(cdf <= v[..., None], axis=-1), xp.int64)
 
 
 def _cumulative(log_weights: Array, where: str) -> tuple[Array, Array]:
@@ -95,7 +95,7 @@ def _cumulative(log_weights: Array, where: str) -> tuple[Array, Array]:
             f"{where}: some rows have no positive weight (every log-weight -inf) or hold NaN/+inf; "
             "there is nothing to draw from"
         )
-    w = xp.exp(xp.astype(log_weights - top, xp.float64))
+    w = xp.exp(xp.astype(log_weights - top, xp.float64, copy=False))
     cdf = xp.cumulative_sum(w, axis=-1)
     return cdf, cdf[..., -1]
 
