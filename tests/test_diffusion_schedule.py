@@ -108,7 +108,8 @@ def test_to_device_and_dtype():
     "kwargs",
     [
         {"alphas_cumprod": [0.9, 0.95]},  # increasing
-        {"alphas_cumprod": [0.9, 0.0]},  # zero
+        {"alphas_cumprod": [0.9, 0.0, 0.0], "timesteps": [2, 1]},  # a step lands on pure noise (abar = 0)
+        {"alphas_cumprod": [0.9, -0.1]},  # negative
         {"alphas_cumprod": [0.9, 0.8], "timesteps": [0, 1]},  # ascending
         {"alphas_cumprod": [0.9, 0.8], "timesteps": [2, 0]},  # out of range
         {"alphas_cumprod": [0.9, 0.8], "timesteps": []},

@@ -1,12 +1,12 @@
 """Gaussian reverse steps, the denoiser wrapper and the diffusers bridge.
 
 The bridge tests build a tiny random-init diffusers UNet2DModel and compare the adapter's reverse step with the
-scheduler's own ``step`` at every timestep, in float64, to 1e-6.
+scheduler's own ``step`` at every timestep, in float64, to 1e-6 (the whole configuration space is covered in
+test_diffusion_parity.py with a cheap stand-in network).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -84,21 +84,8 @@ def ddpm_reference(sched, output, t, x):
     return p1 - std * n1, std
 
 
-def ddim_reference(sched, output, t, x, t_prev, eta):
-    """Mean and std of DDIMScheduler.step, made to step to ``t_prev`` (the next entry of the timestep list).
-
-    DDIMScheduler computes the previous timestep as ``t - K // S`` (wrong for linspace spacing). On a copy of the
-    scheduler, the table entry that this stride reads is set to ``abar`` of the true previous timestep, so the
-    scheduler's own arithmetic runs on the right levels. For leading spacing nothing changes.
-    """
-    sched = copy.deepcopy(sched)
-    j = t - sched.config.num_train_timesteps // sched.num_inference_steps
-    target = sched.alphas_cumprod[t_prev] if t_prev is not None else sched.final_alpha_cumprod
-    if j >= 0:
-        sched.alphas_cumprod = sched.alphas_cumprod.clone()
-        sched.alphas_cumprod[j] = target
-    else:
-        sched.final_alpha_cumprod = target
+def ddim_reference(sched, output, t, x, eta):
+    """Mean, std and x0 estimate of DDIMScheduler.step: with zero and with unit variance noise."""
     zero = sched.step(output, t, x, eta=eta, variance_noise=torch.zeros_like(x))
     one = sched.step(output, t, x, eta=eta, variance_noise=torch.ones_like(x))
     std = float((one.prev_sample - zero.prev_sample).mean())
@@ -118,7 +105,7 @@ def check_against_scheduler(evaluate, unet, sched, eta=None):
             mean, std = ddpm_reference(sched, raw, t, x)
             x0 = sched.step(raw, t, x, generator=torch.Generator().manual_seed(0)).pred_original_sample
         else:
-            mean, std, x0 = ddim_reference(sched, raw, t, x, schedule.previous(t), eta)
+            mean, std, x0 = ddim_reference(sched, raw, t, x, eta)
         assert torch.allclose(out.x0_hat, x0, atol=TOL, rtol=0), f"x0_hat at t={t}"
         assert torch.allclose(step.mean, mean, atol=TOL, rtol=0), f"mean at t={t}: {(step.mean - mean).abs().max()}"
         assert abs(step.std - std) < TOL, f"std at t={t}: {step.std} vs {std}"
@@ -171,17 +158,6 @@ def test_clipping_changes_the_step(evaluate, unet):
         means.append(DDPM().step(schedule, 900, x, out).mean)
         assert bool(out.x0_hat.abs().max() <= 1.0) == clip
     assert not torch.allclose(*means)
-
-
-def test_ddim_stride_differs_from_list_for_linspace():
-    """The pitfall the bridge avoids: DDIM's stride-based previous timestep is wrong for linspace spacing."""
-    sched = make_scheduler("ddim", "linspace")
-    schedule = NoiseSchedule.from_diffusers(sched)
-    stride = sched.config.num_train_timesteps // sched.num_inference_steps
-    strided = [t - stride for t in schedule.timesteps[:-1]]
-    listed = [schedule.previous(t) for t in schedule.timesteps[:-1]]
-    assert strided != listed
-    assert listed == list(schedule.timesteps[1:])
 
 
 def test_unet2d_condition_model_with_encoder_hidden_states():
@@ -327,3 +303,59 @@ def test_invalid_arguments():
         DDPM()(x, DenoiserOutput(x, x), 0.5, 0.4)  # the next level must be less noisy
     with pytest.raises(InvalidArgumentError):
         Denoiser(lambda x, t: x[:, :1], "epsilon")(x, 3, 0.5)  # wrong output shape
+
+
+# -- guidance that is never silent ------------------------------------------------------------------------------
+def test_guiding_a_deterministic_step_is_refused():
+    """DDIM with eta = 0 (and the flow step with eta = 0) has no noise to shift: guidance is an error, not a no-op."""
+    from smckit.diffusion.flow import FlowStep
+
+    for base in (DDIM(0.0), FlowStep(0.0), "ddim"):
+        with pytest.raises(InvalidArgumentError, match="deterministic"):
+            Guided(base, scale=1.0)
+    schedule = NoiseSchedule.linear(num_steps=5)
+    with pytest.raises(InvalidArgumentError, match="deterministic"):
+        RewardSteering(lambda x, t: x, schedule, lambda x: x.sum(1), event_shape=(2,), sampler="ddim", guidance=1.0)
+    assert Guided(DDIM(0.3), scale=1.0).base.eta == 0.3  # a stochastic DDIM step is fine
+
+
+def test_guided_correction_is_exact_for_any_gradient():
+    """The correction depends only on the shift, not on where the gradient came from: the exact log-ratio of the
+    two Gaussians for a gradient through the denoiser too (a shift that is any function of x_t)."""
+    gen = torch.Generator().manual_seed(5)
+    x, eps = torch.randn(4, 3, generator=gen, dtype=F64), torch.randn(4, 3, generator=gen, dtype=F64)
+    grad, noise = torch.randn(4, 3, generator=gen, dtype=F64), torch.randn(4, 3, generator=gen, dtype=F64)
+    guided = Guided("ddim", scale=0.8, gradient="denoiser", eta=0.6)
+    step = guided(x, _output(x, 0.3, eps), 0.3, 0.5)
+    x_new, correction = guided.propose(step, noise, grad)
+    q = torch.distributions.Normal(step.mean + 0.8 * step.std**2 * grad, step.std)
+    assert torch.allclose(correction, step.log_prob(x_new) - q.log_prob(x_new).sum(-1), atol=1e-9, rtol=0)
+    with pytest.raises(InvalidArgumentError, match="gradient"):
+        Guided("ddpm", gradient="score")
+
+
+def test_gradient_through_the_denoiser():
+    """guidance_gradient="denoiser" stores grad_x r(x0_hat(x)) in the state, computed by autograd through the
+    network: for a linear denoiser x0_hat = (x - sqrt(1-a) W x) / sqrt(a) and r(x0) = <c, x0> it is
+    (I - sqrt(1-a) W)^T c / sqrt(a); the default gradient (at x0_hat) is c itself."""
+    weight = torch.tensor([[0.5, 0.2], [-0.1, 0.3]], dtype=F64)
+    c = torch.tensor([1.0, -2.0], dtype=F64)
+    schedule = NoiseSchedule.linear(num_steps=4)
+    model = RewardSteering(
+        lambda x, t: x @ weight.T,
+        schedule,
+        lambda x0: x0 @ c,
+        event_shape=(2,),
+        dtype=F64,
+        guidance=1.0,
+        guidance_gradient="denoiser",
+    )
+    state = model.initial(3, RNG(0))
+    a = schedule.level(0)
+    expected = (torch.eye(2, dtype=F64) - math.sqrt(1 - a) * weight).T @ c / math.sqrt(a)
+    assert torch.allclose(state["reward_grad"], expected.expand(1, 3, 2), atol=1e-12, rtol=0)
+    assert torch.allclose(state["reward"], state["x0_hat"] @ c, atol=1e-12, rtol=0)
+    assert model.denoiser_calls == 3  # the gradient came with the estimates, in the same network call
+    nxt = model.propose(1, state, RNG(1))
+    assert tuple(nxt["reward_grad"].shape) == (1, 3, 2) and tuple(nxt["log_correction"].shape) == (1, 3)
+    assert bool((nxt["log_correction"] != 0).all())

@@ -84,6 +84,9 @@ class Denoiser:
     [2.0, 2.0, 2.0]
     """
 
+    kind = "vp"
+    """The schedule family whose levels :meth:`convert` reads: ``abar`` of ``x_t = sqrt(abar) x0 + ...``."""
+
     def __init__(
         self,
         fn: Callable[..., Tensor],
@@ -232,16 +235,26 @@ class Denoiser:
         x_t : tensor, shape (B, *event)
             The noisy input it was computed from.
         alpha_bar : float
-            The input's noise level, in (0, 1).
+            The input's noise level, in [0, 1) (0, pure noise, only for sample and v predictions).
 
         Returns
         -------
         DenoiserOutput
             ``eps`` and ``x0_hat``, each of shape (B, *event); ``x0_hat`` clipped or thresholded as configured
             (and ``eps`` made consistent with it when ``use_clipped_model_output`` is set).
+
+        Raises
+        ------
+        InvalidArgumentError
+            For an epsilon prediction at ``alpha_bar = 0``.
         """
         a = float(alpha_bar)
         sa, sb = math.sqrt(a), math.sqrt(1.0 - a)
+        if a == 0.0 and self.prediction_type == "epsilon":
+            raise InvalidArgumentError(
+                "at a level of pure noise (alphas_cumprod = 0, zero terminal SNR) the noise prediction says nothing "
+                "about x0: zero-terminal-SNR models predict v (prediction_type='v_prediction') or the sample"
+            )
         if self.prediction_type == "epsilon":
             eps = output
             x0 = (x_t - sb * eps) / sa
@@ -267,10 +280,11 @@ class Denoiser:
     def _threshold(self, x0: Tensor) -> Tensor:
         import torch
 
-        flat = x0.reshape(x0.shape[0], -1)
+        # torch.quantile needs float32 or wider; the result goes back to the particles' dtype, as in diffusers
+        flat = x0.reshape(x0.shape[0], -1).to(torch.promote_types(x0.dtype, torch.float32))
         s = torch.quantile(flat.abs(), self.dynamic_thresholding_ratio, dim=1, keepdim=True)
         s = s.clamp(min=1.0, max=self.sample_max_value)
-        return (torch.maximum(torch.minimum(flat, s), -s) / s).reshape(x0.shape)
+        return (torch.maximum(torch.minimum(flat, s), -s) / s).reshape(x0.shape).to(x0.dtype)
 
     def __repr__(self) -> str:
         clip = (

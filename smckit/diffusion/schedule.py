@@ -2,10 +2,20 @@
 
 The forward (noising) process is ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` with ``eps ~ N(0, I)`` and
 ``abar_t = alphas_cumprod[t]`` for the training timesteps ``t = 0 .. K-1``. A sampler visits a descending
-subset ``timesteps = (t_1 > t_2 > ... > t_S)``; the step from ``t_i`` goes to ``t_{i+1}``, and the step from the
-last timestep ``t_S`` goes to the *final* level, whose ``abar`` is ``final_alpha_cumprod`` (1 by default: the
-clean sample). The previous timestep is always read from this list, never recomputed from a stride (diffusers'
-DDIM computes ``t - K // S``, which is wrong for ``linspace`` spacing).
+subset ``timesteps = (t_1 > t_2 > ... > t_S)``, one denoiser call at each. Where the step from ``t_i`` lands is
+the schedule's ``previous`` rule:
+
+- ``"list"`` (the default for schedules built here, and what diffusers' ``DDPMScheduler`` does): the next entry
+  ``t_{i+1}`` of the list; the step from ``t_S`` lands on the *final* level, whose ``abar`` is
+  ``final_alpha_cumprod`` (1 by default: the clean sample);
+- ``"stride"`` (what diffusers' ``DDIMScheduler`` does, so the default of :meth:`NoiseSchedule.from_diffusers` for
+  it): ``t_i - K // S``, the final level when that is negative. With ``linspace`` spacing (and ``trailing`` at some
+  step counts) this is *not* the next entry of the list (999 steps to 899, then the network is called at 888): the
+  sample lands at one noise level and is denoised as if it were at another. smckit reproduces it for parity with
+  diffusers; ``previous="list"`` is the consistent sampler.
+
+Zero-terminal-SNR schedules (``rescale_betas_zero_snr``) have ``alphas_cumprod = 0`` at the last training step:
+accepted, as long as no step lands there (a level of pure noise can only be a starting point).
 
 The schedule's numbers are kept on the host in float64 (:attr:`NoiseSchedule.alpha_bars`): the transitions use
 them as Python scalars, so no tensor is created or moved when a step multiplies a tensor by a coefficient.
@@ -22,9 +32,43 @@ import numpy as np
 
 from smckit.errors import InvalidArgumentError
 
-__all__ = ["NoiseSchedule", "spaced_timesteps"]
+__all__ = ["NoiseSchedule", "spaced_timesteps", "scheduler_kind"]
 
 SPACINGS = ("leading", "linspace", "trailing")
+PREVIOUS_RULES = ("list", "stride")
+DDPM_SCHEDULERS = ("DDPMScheduler", "DDPMParallelScheduler")
+DDIM_SCHEDULERS = ("DDIMScheduler", "DDIMParallelScheduler")
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)
+
+
+def scheduler_kind(scheduler: Any) -> str:
+    """``"ddpm"``, ``"ddim"`` or ``"flow"`` for the diffusers schedulers smckit reads, by class (or base class).
+
+    Parameters
+    ----------
+    scheduler : diffusers scheduler
+        Any object; its class and base classes are looked up by name (diffusers is not imported).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    InvalidArgumentError
+        For any other scheduler, naming the supported ones and the ``from_config`` route.
+    """
+    names = {c.__name__ for c in type(scheduler).__mro__}
+    for kind, supported in (("ddpm", DDPM_SCHEDULERS), ("ddim", DDIM_SCHEDULERS), ("flow", FLOW_SCHEDULERS)):
+        if names & set(supported):
+            return kind
+    raise InvalidArgumentError(
+        f"{type(scheduler).__name__} is not supported: smckit reads {', '.join(DDPM_SCHEDULERS + DDIM_SCHEDULERS)} "
+        f"(NoiseSchedule.from_diffusers) and {', '.join(FLOW_SCHEDULERS)} (FlowSchedule.from_diffusers), whose "
+        "steps are Gaussian with no hidden state. Multistep and ODE solvers keep a step counter and a history that "
+        "resampling would desynchronise; for a noise-prediction model use "
+        f"diffusers.DDIMScheduler.from_config(scheduler.config) (or DDPMScheduler.from_config) instead"
+    )
 
 
 def _host_float64(values: Any) -> np.ndarray:
@@ -80,7 +124,8 @@ class NoiseSchedule:
     Parameters
     ----------
     alphas_cumprod : array or tensor, shape (K,)
-        ``abar_t`` for the training timesteps ``t = 0 .. K-1``: in (0, 1], non-increasing. Kept as given in
+        ``abar_t`` for the training timesteps ``t = 0 .. K-1``: in [0, 1], non-increasing, positive wherever a
+        step lands (0 only at pure-noise starting levels, as in zero-terminal-SNR schedules). Kept as given in
         :attr:`alphas_cumprod`; a float64 host copy serves the computations.
     timesteps : sequence of int, optional
         The sampling timesteps, strictly descending, each in ``[0, K)``. Default: every training timestep
@@ -88,20 +133,24 @@ class NoiseSchedule:
     final_alpha_cumprod : float
         ``abar`` of the level reached by the last step (1: the clean sample; diffusers' DDIM with
         ``set_alpha_to_one=False`` uses ``alphas_cumprod[0]``).
+    previous : {"list", "stride"}
+        Where a step lands (see the module notes): the next entry of ``timesteps`` (default), or diffusers'
+        DDIM rule ``t - K // S``.
 
     Attributes
     ----------
     alphas_cumprod : array or tensor, shape (K,)
     timesteps : tuple of int, length S
     final_alpha_cumprod : float
+    previous_rule : str
     alpha_bars : numpy.ndarray, shape (K,), float64
         Host copy of ``alphas_cumprod``.
 
     Raises
     ------
     InvalidArgumentError
-        For values outside (0, 1], an increasing ``alphas_cumprod``, or timesteps that are not strictly
-        descending within range.
+        For values outside [0, 1], an increasing ``alphas_cumprod``, a step that lands on a level of pure noise,
+        or timesteps that are not strictly descending within range.
 
     Examples
     --------
@@ -113,14 +162,24 @@ class NoiseSchedule:
     (333, None)
     """
 
+    kind = "vp"
+    """The family of the schedule: variance preserving, ``x_t = sqrt(abar) x0 + sqrt(1 - abar) eps``."""
+
     def __init__(
-        self, alphas_cumprod: Any, timesteps: Sequence[int] | None = None, *, final_alpha_cumprod: float = 1.0
+        self,
+        alphas_cumprod: Any,
+        timesteps: Sequence[int] | None = None,
+        *,
+        final_alpha_cumprod: float = 1.0,
+        previous: str = "list",
     ):
         abar = _host_float64(alphas_cumprod)
-        if abar.size == 0 or not np.all((abar > 0) & (abar <= 1)):
-            raise InvalidArgumentError("alphas_cumprod must be a non-empty array of values in (0, 1]")
+        if abar.size == 0 or not np.all((abar >= 0) & (abar <= 1)):
+            raise InvalidArgumentError("alphas_cumprod must be a non-empty array of values in [0, 1]")
         if np.any(np.diff(abar) > 0):
             raise InvalidArgumentError("alphas_cumprod must be non-increasing in t (more noise at larger t)")
+        if previous not in PREVIOUS_RULES:
+            raise InvalidArgumentError(f"previous must be one of {PREVIOUS_RULES}, got {previous!r}")
         k = abar.size
         steps = tuple(range(k - 1, -1, -1)) if timesteps is None else tuple(int(t) for t in _host_ints(timesteps))
         if len(steps) == 0 or any(not 0 <= t < k for t in steps):
@@ -139,7 +198,18 @@ class NoiseSchedule:
         self.alpha_bars = abar
         self.timesteps = steps
         self.final_alpha_cumprod = final
+        self.previous_rule = previous
         self._index = {t: i for i, t in enumerate(steps)}
+        stride = k // len(steps)
+        landing = [t - stride for t in steps] if previous == "stride" else [*steps[1:], -1]
+        self._landing: tuple[int | None, ...] = tuple(None if t < 0 else t for t in landing)
+        for t, prev in zip(steps, self._landing, strict=True):
+            if prev is not None and abar[prev] <= 0:
+                raise InvalidArgumentError(
+                    f"the step from timestep {t} lands on timestep {prev}, where alphas_cumprod is 0 (pure noise): "
+                    "a zero-terminal-SNR level can only be a starting point; choose timesteps (e.g. "
+                    "timestep_spacing='trailing') that visit it first, if at all"
+                )
 
     # -- constructors -----------------------------------------------------------------------------------
     @classmethod
@@ -157,6 +227,23 @@ class NoiseSchedule:
         ``num_steps`` sampling timesteps with ``spacing`` (see :func:`spaced_timesteps`); all by default.
         """
         betas = np.linspace(beta_start, beta_end, int(num_train_timesteps), dtype=np.float64)
+        return cls._from_betas(betas, num_steps, spacing)
+
+    @classmethod
+    def scaled_linear(
+        cls,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.00085,
+        beta_end: float = 0.012,
+        *,
+        num_steps: int | None = None,
+        spacing: str = "leading",
+    ) -> NoiseSchedule:
+        """Stable Diffusion's schedule (diffusers' ``scaled_linear``): ``sqrt(beta)`` linear, float64.
+
+        ``num_steps`` sampling timesteps with ``spacing`` (see :func:`spaced_timesteps`); all by default.
+        """
+        betas = np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), int(num_train_timesteps)) ** 2
         return cls._from_betas(betas, num_steps, spacing)
 
     @classmethod
@@ -186,34 +273,45 @@ class NoiseSchedule:
         return cls(abar, steps)
 
     @classmethod
-    def from_diffusers(cls, scheduler: Any) -> NoiseSchedule:
-        """Read ``alphas_cumprod``, ``timesteps`` and the final level from a diffusers scheduler.
+    def from_diffusers(cls, scheduler: Any, *, previous: str | None = None) -> NoiseSchedule:
+        """Read ``alphas_cumprod``, ``timesteps``, the final level and the previous-timestep rule from diffusers.
 
         Parameters
         ----------
-        scheduler : diffusers.DDPMScheduler or diffusers.DDIMScheduler
+        scheduler : diffusers.DDPMScheduler, DDPMParallelScheduler, DDIMScheduler or DDIMParallelScheduler
             After ``set_timesteps`` (required for DDIM; a DDPM scheduler without it uses every training
-            timestep).
+            timestep). Zero-terminal-SNR schedules (``rescale_betas_zero_snr=True``) are read as they are.
+        previous : {"list", "stride"}, optional
+            Where a step lands (see the module notes). Default: what the scheduler's ``step`` does, ``"stride"``
+            for DDIM and ``"list"`` for DDPM; ``previous="list"`` makes a DDIM schedule step to the next
+            timestep it will actually visit (a deliberate departure from diffusers).
+
+        Returns
+        -------
+        NoiseSchedule
 
         Raises
         ------
         InvalidArgumentError
-            For another scheduler class (multistep and ODE solvers keep internal counters that resampling
-            would desynchronise), or a DDIM scheduler whose timesteps were never set.
+            For another scheduler class (the message names the supported ones and the
+            ``DDIMScheduler.from_config(scheduler.config)`` route), or a DDIM scheduler whose timesteps were never
+            set.
         """
-        kinds = {c.__name__ for c in type(scheduler).__mro__}
-        if "DDIMScheduler" in kinds:
+        kind = scheduler_kind(scheduler)
+        if kind == "flow":
+            raise InvalidArgumentError(
+                f"{type(scheduler).__name__} is a flow-matching scheduler: use "
+                "smckit.diffusion.flow.FlowSchedule.from_diffusers(scheduler)"
+            )
+        if kind == "ddim":
             if getattr(scheduler, "num_inference_steps", None) is None:
                 raise InvalidArgumentError("call scheduler.set_timesteps(num_inference_steps) before from_diffusers")
             final = float(scheduler.final_alpha_cumprod)
-        elif "DDPMScheduler" in kinds:
-            final = 1.0  # DDPMScheduler.step uses alpha_prod_t_prev = 1 after the last timestep
+            rule = "stride" if previous is None else previous
         else:
-            raise InvalidArgumentError(
-                f"{type(scheduler).__name__} is not supported: only DDPMScheduler and DDIMScheduler have a Gaussian "
-                "reverse step without internal state; other solvers need their own transition adapter"
-            )
-        return cls(scheduler.alphas_cumprod, _host_ints(scheduler.timesteps), final_alpha_cumprod=final)
+            final = 1.0  # DDPMScheduler.step uses alpha_prod_t_prev = 1 after the last timestep
+            rule = "list" if previous is None else previous
+        return cls(scheduler.alphas_cumprod, _host_ints(scheduler.timesteps), final_alpha_cumprod=final, previous=rule)
 
     def with_steps(self, num_steps: int, spacing: str = "leading", steps_offset: int = 0) -> NoiseSchedule:
         """The same ``alphas_cumprod`` with ``num_steps`` sampling timesteps (see :func:`spaced_timesteps`)."""
@@ -221,8 +319,10 @@ class NoiseSchedule:
         return self.with_timesteps(steps)
 
     def with_timesteps(self, timesteps: Sequence[int]) -> NoiseSchedule:
-        """The same ``alphas_cumprod`` and final level with other sampling timesteps."""
-        return type(self)(self.alphas_cumprod, timesteps, final_alpha_cumprod=self.final_alpha_cumprod)
+        """The same ``alphas_cumprod``, final level and previous-timestep rule with other sampling timesteps."""
+        return type(self)(
+            self.alphas_cumprod, timesteps, final_alpha_cumprod=self.final_alpha_cumprod, previous=self.previous_rule
+        )
 
     def to(self, device: Any = None, dtype: Any = None) -> NoiseSchedule:
         """A copy whose :attr:`alphas_cumprod` is a torch tensor on ``device`` with ``dtype`` (default float64).
@@ -233,7 +333,9 @@ class NoiseSchedule:
         import torch
 
         values = torch.as_tensor(self.alpha_bars, dtype=dtype or torch.float64, device=device)
-        return type(self)(values, self.timesteps, final_alpha_cumprod=self.final_alpha_cumprod)
+        return type(self)(
+            values, self.timesteps, final_alpha_cumprod=self.final_alpha_cumprod, previous=self.previous_rule
+        )
 
     # -- queries ----------------------------------------------------------------------------------------
     @property
@@ -247,15 +349,46 @@ class NoiseSchedule:
         return len(self.timesteps)
 
     def previous(self, t: int) -> int | None:
-        """The timestep after ``t`` in the sampling list, or ``None`` when ``t`` is the last (final level next).
+        """The timestep the step from ``t`` lands on, or ``None`` for the final level.
+
+        With the ``"list"`` rule, the next entry of :attr:`timesteps`; with ``"stride"``, ``t - K // S``.
 
         Raises
         ------
         InvalidArgumentError
             If ``t`` is not one of :attr:`timesteps`.
         """
-        i = self.index(t)
-        return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else None
+        return self._landing[self.index(t)]
+
+    def landing(self, i: int) -> float:
+        """``abar`` of the level the step from ``timesteps[i]`` lands on (see :meth:`previous`).
+
+        Parameters
+        ----------
+        i : int
+            In ``[0, S)``.
+
+        Returns
+        -------
+        float
+        """
+        if not 0 <= i < len(self.timesteps):
+            raise InvalidArgumentError(f"step index must be in [0, {len(self.timesteps)}), got {i}")
+        return self.alpha_bar(self._landing[i])
+
+    def coefficients(self, level: float) -> tuple[float, float]:
+        """``(alpha, sigma) = (sqrt(abar), sqrt(1 - abar))``: ``x = alpha x0 + sigma eps`` at that level.
+
+        Parameters
+        ----------
+        level : float
+            An ``abar`` (e.g. :meth:`level` or :meth:`landing`).
+
+        Returns
+        -------
+        tuple of float
+        """
+        return math.sqrt(level), math.sqrt(1.0 - level)
 
     def index(self, t: int) -> int:
         """The position of timestep ``t`` in :attr:`timesteps`."""
@@ -287,9 +420,10 @@ class NoiseSchedule:
     def __repr__(self) -> str:
         head = ", ".join(str(t) for t in self.timesteps[:3])
         more = ", ..." if len(self.timesteps) > 3 else ""
+        rule = "" if self.previous_rule == "list" else f", previous={self.previous_rule!r}"
         return (
             f"NoiseSchedule(K={self.num_train_timesteps}, timesteps=({head}{more}) [{len(self.timesteps)}], "
-            f"final_alpha_cumprod={self.final_alpha_cumprod:g})"
+            f"final_alpha_cumprod={self.final_alpha_cumprod:g}{rule})"
         )
 
 

@@ -6,10 +6,15 @@ SMC steps, and every step's state is at one noise level:
 
 - step 0: the initial draw ``x ~ N(0, I)`` at level ``t_1``, the denoiser's estimates there, and the
   log-potential ``lam h_0`` (``= lam r(x0_hat)`` for ``diff``; see :mod:`smckit.diffusion.potentials`);
-- step k = 1 .. S-1: a reverse move ``t_k -> t_{k+1}`` (DDPM, DDIM or guided), the denoiser at the new
-  point, and the log-potential ``lam (h_k - h_{k-1})`` (plus the importance correction of a guided move);
-- step S: the deterministic last move to the final level (the sample ``x0``), its reward, and the
-  log-potential ``lam (r(x0) - h_{S-1})``.
+- step k = 1 .. S-1: a reverse move from ``t_k`` (DDPM, DDIM, flow or guided), the denoiser at the new point
+  (called at ``t_{k+1}``), and the log-potential ``lam (h_k - h_{k-1})`` (plus the importance correction of a
+  guided move);
+- step S: the last move to the final level (the sample ``x0``; as in diffusers it is noisy when the scheduler's
+  is, unless ``deterministic_last_step=True``), its reward, and the log-potential ``lam (r(x0) - h_{S-1})``.
+
+The schedule is a :class:`~smckit.diffusion.NoiseSchedule` (DDPM, DDIM: levels ``abar``) or a
+:class:`~smckit.diffusion.flow.FlowSchedule` (flow matching: levels ``s``, a velocity network, the
+:class:`~smckit.diffusion.flow.FlowStep`); everything else is shared.
 
 So ``num_steps = S + 1`` (not S: the initial draw is weighted too) and a run costs exactly S denoiser calls per
 particle, one per timestep. The product of all the potentials along a path is ``exp(lam r(x0))`` for every
@@ -30,11 +35,14 @@ key                       shape                     meaning
 ``"twist"``               (G, n)                    h_k, in reward units
 ``"memory"``              (G, n)                    the potential's running statistic
 ``"log_correction"``      (G, n)                    guided moves only: log p(x_prev | x_t) - log q(...)
+``"reward_grad"``         (G, n, *event)            ``guidance_gradient="denoiser"`` only: grad_x r(x0_hat(x))
 ========================  ========================  ====================================================
 
-Everything a step computes stays on the state's device and dtype: noise comes from the run's generator
+Everything a step computes stays on the state's device: noise comes from the run's generator
 (:class:`smckit.random.RNG`, ``like=x``), schedule coefficients are Python floats, and nothing is copied to the
-host inside the loop.
+host inside the loop. The samples (``x``, ``eps``, ``x0_hat``) keep the particles' dtype, float16 and bfloat16
+included; the rewards, twists and log-potentials are kept in float32 or wider (the reward is called on samples of
+the particles' dtype and its answer widened), so half-precision particles never make half-precision weights.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from typing import Any
 from smckit.diffusion.denoiser import Denoiser, DenoiserOutput
 from smckit.diffusion.potentials import RewardPotential, make_potential
 from smckit.diffusion.schedule import NoiseSchedule
-from smckit.diffusion.transitions import Guided, Transition, make_proposal
+from smckit.diffusion.transitions import GRADIENTS, Guided, Transition, make_proposal, wide_dtype
 from smckit.errors import BackendError, InvalidArgumentError, ShapeError
 from smckit.model import FeynmanKac
 from smckit.random import RNG
@@ -65,8 +73,9 @@ class RewardSteering(FeynmanKac):
     denoiser : Denoiser or callable
         The network, ``(x_t, t, **conditioning) -> output``; a plain callable is wrapped with
         :meth:`Denoiser.wrap` (epsilon prediction unless it has a ``prediction_type`` attribute).
-    schedule : NoiseSchedule
-        Noise levels and sampling timesteps.
+    schedule : NoiseSchedule or FlowSchedule
+        Noise levels and sampling timesteps; a :class:`~smckit.diffusion.flow.FlowSchedule` makes a
+        flow-matching model (the denoiser predicts the velocity, the default sampler is ``"flow"``).
     reward : callable, optional
         ``reward(x0, **reward_conditioning) -> (B,)`` on a batch ``(B, *event)`` of clean samples (decoded first
         when ``decode`` is given). ``None``: no reward (plain sampling, all potentials zero).
@@ -76,13 +85,23 @@ class RewardSteering(FeynmanKac):
         The strength lambda of the tilt.
     potential : str or RewardPotential
         ``"diff"`` (default), ``"max"``, ``"sum"``, ``"rt"`` or a registered name.
-    sampler : str or Transition
-        ``"ddpm"`` (default), ``"ddim"`` or a registered proposal name or transition object.
+    sampler : str or Transition, optional
+        ``"ddpm"`` (the default for a NoiseSchedule), ``"ddim"``, ``"flow"`` (the default for a FlowSchedule) or a
+        registered proposal name or transition object of the schedule's kind.
     eta : float
-        DDIM's stochasticity when ``sampler="ddim"``.
+        The stochasticity of ``sampler="ddim"`` or ``"flow"`` (0: deterministic).
     guidance : float, optional
         Use the gradient-guided proposal (:class:`Guided`) with this scale; the importance correction is added
-        to the potentials. Needs a differentiable reward (and decode).
+        to the potentials. Needs a differentiable reward (and decode) and a stochastic sampler: guiding a
+        deterministic one (DDIM or flow with ``eta = 0``) is an error, as it would do nothing.
+    guidance_gradient : {"x0", "denoiser"}
+        The gradient of the guided shift: of the reward at ``x0_hat`` (default; the Jacobian of ``x0_hat`` taken
+        as the identity), or with respect to ``x_t`` through the denoiser (autograd through the network, in the
+        same call as the estimates; the importance correction stays exact).
+    deterministic_last_step : bool
+        Make the step from the last timestep deterministic (returns its mean). Default False: diffusers'
+        behaviour, whose last step is noisy for DDIM with ``set_alpha_to_one=False`` and ``eta > 0``, and for
+        DDPM ``fixed_large`` with a last timestep above 0.
     decode : callable, optional
         ``decode(z) -> x`` for latent diffusion: the reward sees ``decode(x0_hat)``.
     chunk_size : int, optional
@@ -98,7 +117,8 @@ class RewardSteering(FeynmanKac):
     groups : int
         G, the number of independent populations (the batch axis of the run).
     dtype : torch.dtype, optional
-        Of the particles (default: torch's default dtype).
+        Of the particles (default: torch's default dtype): float16, bfloat16, float32 or float64. The denoiser is
+        called in it; rewards and weights are kept in float32 or wider.
     device : str or torch.device, optional
         Where everything runs (default: the CPU). Conditioning tensors must already live there.
 
@@ -116,9 +136,10 @@ class RewardSteering(FeynmanKac):
     Raises
     ------
     InvalidArgumentError
-        For invalid sizes or options (e.g. guidance without a reward).
+        For invalid sizes or options (e.g. guidance without a reward or with a deterministic sampler, a sampler
+        or denoiser of another schedule kind).
     BackendError
-        For conditioning tensors on another device.
+        For conditioning tensors on another device, or a particle dtype that is not real floating point.
 
     Examples
     --------
@@ -142,9 +163,11 @@ class RewardSteering(FeynmanKac):
         event_shape: Sequence[int],
         lam: float = 1.0,
         potential: str | RewardPotential = "diff",
-        sampler: str | Transition = "ddpm",
+        sampler: str | Transition | None = None,
         eta: float = 0.0,
         guidance: float | None = None,
+        guidance_gradient: str = "x0",
+        deterministic_last_step: bool = False,
         decode: Callable[[Tensor], Tensor] | None = None,
         chunk_size: int | None = None,
         denoiser_chunk_size: int | None = None,
@@ -156,9 +179,19 @@ class RewardSteering(FeynmanKac):
     ):
         import torch
 
-        if not isinstance(schedule, NoiseSchedule):
-            raise InvalidArgumentError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-        self.denoiser = Denoiser.wrap(denoiser)
+        from smckit.diffusion.flow import FlowDenoiser, FlowSchedule
+
+        if not isinstance(schedule, (NoiseSchedule, FlowSchedule)):
+            raise InvalidArgumentError(
+                f"schedule must be a NoiseSchedule or a FlowSchedule, got {type(schedule).__name__}"
+            )
+        wrapper = FlowDenoiser if schedule.kind == "flow" else Denoiser
+        self.denoiser = wrapper.wrap(denoiser)
+        if self.denoiser.kind != schedule.kind:
+            raise InvalidArgumentError(
+                f"the denoiser {self.denoiser!r} reads {self.denoiser.kind!r} levels but the schedule is "
+                f"{schedule.kind!r}; a flow-matching network needs a FlowSchedule and a FlowDenoiser"
+            )
         self.schedule = schedule
         self.reward = reward
         self.event_shape = tuple(int(s) for s in event_shape)
@@ -168,19 +201,29 @@ class RewardSteering(FeynmanKac):
         if not math.isfinite(self.lam):
             raise InvalidArgumentError(f"lam must be finite, got {lam}")
         self.potential = make_potential(potential)
-        if isinstance(sampler, str) and sampler == "ddim":
-            self.transition = make_proposal("ddim", eta=eta)
+        if sampler is None:
+            sampler = "flow" if schedule.kind == "flow" else "ddpm"
+        if isinstance(sampler, str) and sampler in ("ddim", "flow"):
+            self.transition = make_proposal(sampler, eta=eta)
         else:
             if eta != 0.0:
-                raise InvalidArgumentError("eta applies to sampler='ddim' only")
+                raise InvalidArgumentError("eta applies to sampler='ddim' or 'flow' only")
             self.transition = make_proposal(sampler)
+        if self.transition.kind != schedule.kind:
+            raise InvalidArgumentError(
+                f"the sampler {self.transition!r} steps {self.transition.kind!r} levels but the schedule is "
+                f"{schedule.kind!r}"
+            )
         self.proposal: Transition = self.transition
+        if guidance_gradient not in GRADIENTS:
+            raise InvalidArgumentError(f"guidance_gradient must be one of {GRADIENTS}, got {guidance_gradient!r}")
         if guidance is not None and float(guidance) != 0.0:
             if self.transition.needs_gradient:
                 raise InvalidArgumentError(f"sampler {self.transition!r} is already guided; do not pass guidance too")
-            self.proposal = Guided(self.transition, scale=float(guidance))
+            self.proposal = Guided(self.transition, scale=float(guidance), gradient=guidance_gradient)
         if self.proposal.needs_gradient and reward is None:
             raise InvalidArgumentError(f"the proposal {self.proposal!r} needs a reward to take the gradient of")
+        self.deterministic_last_step = bool(deterministic_last_step)
         self.decode = decode
         self.chunk_size = _check_chunk(chunk_size, "chunk_size")
         self.denoiser_chunk_size = _check_chunk(denoiser_chunk_size, "denoiser_chunk_size")
@@ -188,6 +231,11 @@ class RewardSteering(FeynmanKac):
             raise InvalidArgumentError(f"groups must be a positive integer, got {groups!r}")
         self.groups = groups
         self.dtype = dtype if dtype is not None else torch.get_default_dtype()
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point or self.dtype.is_complex:
+            raise BackendError(
+                f"RewardSteering particles need a real floating dtype (float16, bfloat16, float32, float64), got "
+                f"{dtype!r}"
+            )
         self.device = torch.device(device if device is not None else "cpu")
         self._like = torch.empty(0, dtype=self.dtype, device=self.device)
         self.conditioning = self._check_conditioning(conditioning, "conditioning")
@@ -228,14 +276,16 @@ class RewardSteering(FeynmanKac):
         if not 1 <= t <= s:
             raise InvalidArgumentError(f"RewardSteering has steps 0 .. {s}, got propose at step {t}")
         x = state["x"]
-        alpha_bar, alpha_bar_prev = self.schedule.level(t - 1), self.schedule.level(t)
         out = DenoiserOutput(state["eps"], state["x0_hat"])
-        step = self.proposal(x, out, alpha_bar, alpha_bar_prev, final=t == s, event_ndim=len(self.event_shape))
+        step = self.proposal.step_at(
+            self.schedule, t - 1, x, out, len(self.event_shape), deterministic_last=self.deterministic_last_step
+        )
         noise = rng.normal(tuple(x.shape), like=x) if step.std > 0.0 else None
         grad = None
         if self.proposal.needs_gradient and step.std > 0.0:
-            grad = self._reward_gradient(state["x0_hat"])
-        x_new, correction = self.proposal.propose(step, noise, grad, alpha_bar_prev)
+            through = self.proposal.gradient == "denoiser"
+            grad = state["reward_grad"] if through else self._reward_gradient(state["x0_hat"])
+        x_new, correction = self.proposal.propose(step, noise, grad, self.schedule.landing(t - 1))
         new = self._arrive(t, x_new, state)
         if self.proposal.has_correction:
             new["log_correction"] = correction if correction is not None else new["twist"].new_zeros(new["twist"].shape)
@@ -264,9 +314,10 @@ class RewardSteering(FeynmanKac):
     def rebirth(self, t: int, state: State, mask: Tensor, scale: float, rng: RNG) -> State:
         """Re-noise reborn particles consistently with the schedule (Fleming-Viot rebirth noise).
 
-        At the level ``a`` of the state (that of step ``t - 1``), a reborn particle keeps its ``x0_hat`` and its
-        implied noise ``e = (x - sqrt(a) x0_hat) / sqrt(1 - a)`` is mixed with fresh noise ``xi``:
-        ``x <- sqrt(a) x0_hat + sqrt(1 - a) (sqrt(1 - scale^2) e + scale xi)``, as DDIM's eta mixes noise. If
+        At the level of the state (that of step ``t - 1``), where ``x = alpha x0 + sigma eps`` (``alpha =
+        sqrt(abar)``, ``sigma = sqrt(1 - abar)``; ``1 - s`` and ``s`` for a flow), a reborn particle keeps its
+        ``x0_hat`` and its implied noise ``e = (x - alpha x0_hat) / sigma`` is mixed with fresh noise ``xi``:
+        ``x <- alpha x0_hat + sigma (sqrt(1 - scale^2) e + scale xi)``, as DDIM's eta mixes noise. If
         ``x0_hat`` and ``e`` were an independent clean sample and standard noise, the marginal at that level
         would be unchanged. ``x0_hat``, the reward and the twist stay (nothing is re-evaluated); the stored noise
         estimate moves with ``x``. The weights are not corrected: with ``scale > 0`` this is the FVD heuristic,
@@ -294,8 +345,7 @@ class RewardSteering(FeynmanKac):
             return state
         if not 1 <= t <= len(self.schedule.timesteps):
             raise InvalidArgumentError(f"rebirth at step {t}: the state must be at a noisy level")
-        a = self.schedule.level(t - 1)
-        sa, sb = math.sqrt(a), math.sqrt(1.0 - a)
+        sa, sb = self.schedule.coefficients(self.schedule.level(t - 1))
         x, x0_hat, eps = state["x"], state["x0_hat"], state["eps"]
         implied = (x - sa * x0_hat) / sb
         fresh = rng.normal(tuple(x.shape), like=x)
@@ -310,19 +360,27 @@ class RewardSteering(FeynmanKac):
     def _arrive(self, i: int, x: Tensor, prev: State | None) -> State:
         """The state at level ``i`` for the points ``x``: denoiser estimates, reward, twist."""
         s = len(self.schedule.timesteps)
-        if i < s:
-            out = self._denoise(i, x)
+        through = self.proposal.needs_gradient and self.proposal.gradient == "denoiser"
+        extra: State = {}
+        if i == s:
+            eps, x0_hat = x.new_zeros(x.shape), x
+            reward = self._reward(x0_hat)
+            if through:
+                extra["reward_grad"] = x.new_zeros(x.shape)
+        elif through:
+            out, reward, extra["reward_grad"] = self._denoise_with_gradient(i, x)
             eps, x0_hat = out.eps, out.x0_hat
         else:
-            eps, x0_hat = x.new_zeros(x.shape), x
-        reward = self._reward(x0_hat)
+            out = self._denoise(i, x)
+            eps, x0_hat = out.eps, out.x0_hat
+            reward = self._reward(x0_hat)
         if prev is None:
             twist, memory = self.potential.initial(reward)
         else:
             twist, memory = self.potential.update(reward, prev["twist"], prev["memory"])
             if i == s:
                 twist = reward  # the final twist is r(x0) for every potential: the target is exact
-        state = {"x": x, "eps": eps, "x0_hat": x0_hat, "reward": reward, "twist": twist, "memory": memory}
+        state = {"x": x, "eps": eps, "x0_hat": x0_hat, "reward": reward, "twist": twist, "memory": memory, **extra}
         if prev is None and self.proposal.has_correction:
             state["log_correction"] = reward.new_zeros(reward.shape)
         return state
@@ -332,25 +390,50 @@ class RewardSteering(FeynmanKac):
 
         g, n = x.shape[0], x.shape[1]
         t = self.schedule.timesteps[i]
-        alpha_bar = self.schedule.level(i)
+        level = self.schedule.level(i)
         flat = x.reshape(g * n, *self.event_shape)
         cond = self._flat_conditioning("conditioning", n)
         eps_parts, x0_parts = [], []
         with torch.no_grad():
             for lo, hi in _chunks(g * n, self.denoiser_chunk_size):
-                out = self.denoiser(flat[lo:hi], t, alpha_bar, **_slice(cond, lo, hi, g * n))
+                out = self.denoiser(flat[lo:hi], t, level, **_slice(cond, lo, hi, g * n))
                 eps_parts.append(out.eps)
                 x0_parts.append(out.x0_hat)
         self.denoiser_calls += g * n
         eps, x0_hat = _cat(eps_parts), _cat(x0_parts)
         return DenoiserOutput(eps.reshape(x.shape), x0_hat.reshape(x.shape))
 
+    def _denoise_with_gradient(self, i: int, x: Tensor) -> tuple[DenoiserOutput, Tensor, Tensor]:
+        """The estimates at level ``i``, their reward, and ``grad_x r(decode(x0_hat(x)))`` through the network."""
+        import torch
+
+        g, n = x.shape[0], x.shape[1]
+        t = self.schedule.timesteps[i]
+        level = self.schedule.level(i)
+        flat = x.reshape(g * n, *self.event_shape)
+        cond = self._flat_conditioning("conditioning", n)
+        reward_cond = self._flat_conditioning("reward_conditioning", n)
+        eps_parts, x0_parts, reward_parts, grad_parts = [], [], [], []
+        with torch.enable_grad():
+            for lo, hi in _chunks(g * n, self.denoiser_chunk_size):
+                chunk = flat[lo:hi].detach().requires_grad_(True)
+                out = self.denoiser(chunk, t, level, **_slice(cond, lo, hi, g * n))
+                r = self._call_reward(out.x0_hat, _slice(reward_cond, lo, hi, g * n))
+                (grad,) = torch.autograd.grad(r.sum(), chunk)
+                eps_parts.append(out.eps.detach())
+                x0_parts.append(out.x0_hat.detach())
+                reward_parts.append(r.detach())
+                grad_parts.append(grad.detach())
+        self.denoiser_calls += g * n
+        out = DenoiserOutput(_cat(eps_parts).reshape(x.shape), _cat(x0_parts).reshape(x.shape))
+        return out, _cat(reward_parts).reshape(g, n), _cat(grad_parts).reshape(x.shape)
+
     def _reward(self, x0: Tensor) -> Tensor:
         import torch
 
         g, n = x0.shape[0], x0.shape[1]
         if self.reward is None:
-            return x0.new_zeros((g, n))
+            return x0.new_zeros((g, n), dtype=wide_dtype(x0))
         flat = x0.reshape(g * n, *self.event_shape)
         cond = self._flat_conditioning("reward_conditioning", n)
         parts = []
@@ -376,6 +459,8 @@ class RewardSteering(FeynmanKac):
         return _cat(parts).reshape(x0.shape)
 
     def _call_reward(self, x0: Tensor, cond: dict[str, Any]) -> Tensor:
+        import torch
+
         assert self.reward is not None
         decoded = self.decode(x0) if self.decode is not None else x0
         r = self.reward(decoded, **cond)
@@ -386,7 +471,9 @@ class RewardSteering(FeynmanKac):
             )
         if r.device != x0.device:
             raise BackendError(f"the reward returned a tensor on {r.device} for samples on {x0.device}")
-        return r
+        if not r.dtype.is_floating_point:
+            raise BackendError(f"the reward returned {r.dtype}; it must return floating-point numbers")
+        return r.to(torch.promote_types(r.dtype, wide_dtype(x0)))  # weights never in half precision
 
     # -- conditioning ----------------------------------------------------------------------------------
     def _check_conditioning(self, cond: Mapping[str, Any] | None, what: str) -> dict[str, Any]:

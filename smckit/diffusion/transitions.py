@@ -1,7 +1,7 @@
-"""Gaussian reverse steps (DDPM, DDIM) and the gradient-guided proposal.
+"""Gaussian reverse steps (DDPM, DDIM, and the flow-matching step) and the gradient-guided proposal.
 
-A reverse step goes from level ``a = abar_t`` to level ``a' = abar_prev`` (the next entry of the schedule's
-timestep list, or the final level). Given ``x_t`` and the denoiser's ``(eps, x0_hat)`` it is the Gaussian
+A reverse step goes from level ``a = abar_t`` to level ``a' = abar_prev`` (where the schedule's ``previous`` rule
+lands, see :mod:`smckit.diffusion.schedule`). Given ``x_t`` and the denoiser's ``(eps, x0_hat)`` it is the Gaussian
 ``N(mean, std^2 I)`` with
 
 - DDPM (Ho et al., 2020): ``beta = 1 - a/a'``; ``mean = sqrt(a') beta / (1-a) x0_hat + sqrt(1-beta) (1-a') /
@@ -10,19 +10,29 @@ timestep list, or the final level). Given ``x_t`` and the denoiser's ``(eps, x0_
 - DDIM (Song et al., 2021) with ``eta``: ``std = eta sqrt((1-a')/(1-a) (1 - a/a'))``; ``mean = sqrt(a') x0_hat
   + sqrt(1 - a' - std^2) eps``.
 
-**The last step is deterministic.** The step into the final level returns its mean with ``std = 0`` (for DDIM,
-the ``eta = 0`` mean). With the default final level ``a' = 1`` the mean is ``x0_hat`` and both samplers'
-variances vanish anyway; with diffusers' ``set_alpha_to_one=False`` and ``eta > 0`` diffusers adds noise at the
-last step and smckit does not. A move with ``std = 0`` is a point mass: its log-density is taken with respect to
-that point mass, so :meth:`GaussianStep.log_prob` returns 0 (it is only ever evaluated at the mean).
+**The last step is diffusers' by default.** DDPM adds no noise at timestep 0 (diffusers' ``if t > 0``) and
+otherwise uses its variance, so ``fixed_large`` with a last timestep above 0 (trailing spacing, ``steps_offset``)
+ends with a noisy step; DDIM uses its formula, so ``set_alpha_to_one=False`` with ``eta > 0`` ends with a noisy
+step. ``deterministic_last=True`` (:meth:`Transition.step_at`, ``RewardSteering(deterministic_last_step=True)``)
+is smckit's deliberate alternative: the step from the last timestep returns its ``std = 0`` mean (for DDIM the
+``eta = 0`` mean). A step whose variance is 0 (or ``final=True``) is a point mass: its log-density is taken with
+respect to that point mass, so :meth:`GaussianStep.log_prob` returns 0 (it is only ever evaluated at the mean).
 
-:class:`Guided` is a twisted proposal: it shifts a step's mean by ``d = scale * std^2 * grad r(x0_hat)`` and
-returns the importance correction ``log p(x_prev | x_t) - log q(x_prev | x_t)`` that the model adds to its
-potential. The locally optimal proposal is ``p(x_prev | x_t) exp(lam r(x0_hat(x_prev)))``; to first order its
-mean shift is ``lam std^2 J^T grad r`` with ``J = d x0_hat / d x_prev``, which ranges from about
-``sqrt(a') Cov(x0)`` at high noise to ``I / sqrt(a')`` at low noise. ``J = I`` is the middle ground that never
-explodes (``1 / sqrt(a')`` reaches ~100 at the noisiest levels of common schedules and drives every particle
-away), so ``scale = lam`` is a reasonable default. Any scale leaves the target exact: the correction is exact.
+Log-densities and importance corrections are computed in float32 or wider whatever the particles' dtype (a
+float16 sum of squares over an image overflows at 65504): see :func:`wide_dtype`.
+
+:class:`Guided` is a twisted proposal: it shifts a step's mean by ``d = scale * std^2 * g`` and returns the
+importance correction ``log p(x_prev | x_t) - log q(x_prev | x_t)`` that the model adds to its potential. ``g`` is
+the reward gradient, either at ``x0_hat`` (``gradient="x0"``: the Jacobian ``d x0_hat / d x`` taken as the
+identity) or with respect to ``x_t`` through the denoiser (``gradient="denoiser"``: autograd through the
+network's estimate, ``g = J^T grad r(x0_hat(x_t))``, as in twisted diffusion samplers). The locally optimal
+proposal is ``p(x_prev | x_t) exp(lam r(x0_hat(x_prev)))``; to first order its mean shift is ``lam std^2 J^T grad
+r`` with ``J = d x0_hat / d x_prev``, which ranges from about ``sqrt(a') Cov(x0)`` at high noise to ``I /
+sqrt(a')`` at low noise. ``J = I`` is the middle ground that never explodes, so ``scale = lam`` is a reasonable
+default. Any scale and either gradient leave the target exact: the shift depends on ``x_t`` only, and the
+correction is the exact log-ratio of the two Gaussians. A deterministic base step (DDIM with ``eta = 0``, the
+flow step with ``eta = 0``) has nothing to shift (the correction of a moved point mass is undefined): guiding
+one is refused with an error, not run as a silent no-op.
 """
 
 from __future__ import annotations
@@ -35,10 +45,39 @@ from typing import Any
 from smckit.diffusion.denoiser import DenoiserOutput
 from smckit.errors import InvalidArgumentError
 
-__all__ = ["Transition", "GaussianStep", "DDPM", "DDIM", "Guided", "make_proposal", "from_diffusers"]
+__all__ = [
+    "Transition",
+    "GaussianStep",
+    "DDPM",
+    "DDIM",
+    "Guided",
+    "make_proposal",
+    "from_diffusers",
+    "wide_dtype",
+    "GRADIENTS",
+]
 
 Tensor = Any
 LOG_2PI = math.log(2 * math.pi)
+GRADIENTS = ("x0", "denoiser")
+"""Where :class:`Guided` takes the reward gradient: at ``x0_hat`` (Jacobian as identity) or through the denoiser."""
+
+
+def wide_dtype(x: Tensor) -> Any:
+    """The dtype that weights computed from ``x`` are kept in: float32 for half precision, else ``x``'s dtype.
+
+    Parameters
+    ----------
+    x : tensor
+        Any floating torch tensor (float16, bfloat16, float32, float64).
+
+    Returns
+    -------
+    torch.dtype
+    """
+    import torch
+
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -49,7 +88,7 @@ class GaussianStep:
     ----------
     mean : tensor, shape (*batch, *event)
     std : float
-        A schedule quantity, the same for every particle; 0 for the deterministic last step.
+        A schedule quantity, the same for every particle; 0 for a deterministic step.
     x0_hat : tensor, shape (*batch, *event)
         The Tweedie estimate the mean was computed from.
     event_ndim : int
@@ -78,15 +117,25 @@ class GaussianStep:
     def log_prob(self, x_prev: Tensor) -> Tensor:
         """``log N(x_prev; mean, std^2 I)`` summed over the event axes; shape (*batch,).
 
-        For ``std = 0`` the move is a point mass at the mean and the result is 0 (density with respect to that
-        point mass; ``x_prev`` is assumed to be the mean).
+        Computed in :func:`wide_dtype` (float32 for half-precision particles). For ``std = 0`` the move is a point
+        mass at the mean and the result is 0 (density with respect to that point mass; ``x_prev`` is assumed to be
+        the mean).
+
+        Parameters
+        ----------
+        x_prev : tensor, shape (*batch, *event)
+
+        Returns
+        -------
+        tensor, shape (*batch,)
         """
         batch = tuple(x_prev.shape[: x_prev.ndim - self.event_ndim])
+        wide = wide_dtype(x_prev)
         if self.std == 0.0:
-            return x_prev.new_zeros(batch)
+            return x_prev.new_zeros(batch, dtype=wide)
         dims = tuple(range(len(batch), x_prev.ndim))
         size = math.prod(x_prev.shape[len(batch) :])
-        z = (x_prev - self.mean) / self.std
+        z = (x_prev.to(wide) - self.mean.to(wide)) / self.std
         return -0.5 * (z * z).sum(dim=dims) - size * (math.log(self.std) + 0.5 * LOG_2PI)
 
 
@@ -98,10 +147,19 @@ class Transition(ABC):
     """
 
     name: str = "transition"
+    kind: str = "vp"
+    """The schedule family the levels belong to: ``"vp"`` (``abar``) or ``"flow"`` (sigma)."""
     needs_gradient: bool = False
-    """Whether :meth:`propose` needs the reward gradient at ``x0_hat``."""
+    """Whether :meth:`propose` needs the reward gradient."""
     has_correction: bool = False
     """Whether :meth:`propose` returns an importance correction (to be added to the potential)."""
+    gradient: str = "x0"
+    """Where a guided proposal takes the gradient (see :data:`GRADIENTS`)."""
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether every step has ``std = 0`` (e.g. DDIM with ``eta = 0``)."""
+        return False
 
     @abstractmethod
     def std(self, alpha_bar: float, alpha_bar_prev: float) -> float:
@@ -120,12 +178,24 @@ class Transition(ABC):
         alpha_bar, alpha_bar_prev : float
             ``abar`` of the current and of the next level.
         std : float
-            The standard deviation of the step (0 for the final, deterministic step).
+            The standard deviation of the step (0 for a deterministic step).
 
         Returns
         -------
         tensor, shape (*batch, *event)
         """
+
+    def check_levels(self, level: float, level_prev: float) -> None:
+        """Raise unless a step from ``level`` to ``level_prev`` goes towards less noise (``abar`` grows)."""
+        if not 0 <= level < 1 or not level <= level_prev <= 1 or level_prev == 0:
+            raise InvalidArgumentError(
+                f"a reverse step needs 0 <= alpha_bar < 1 and alpha_bar <= alpha_bar_prev <= 1 (alpha_bar_prev > 0), "
+                f"got {level} -> {level_prev}"
+            )
+
+    def noiseless(self, schedule: Any, i: int) -> bool:
+        """Whether the scheduler adds no noise at the step from ``schedule.timesteps[i]`` (whatever the std)."""
+        return False
 
     def __call__(
         self,
@@ -145,9 +215,10 @@ class Transition(ABC):
         out : DenoiserOutput
             The denoiser's estimates at ``x_t``.
         alpha_bar, alpha_bar_prev : float
-            ``abar`` of the current and of the next level (``alpha_bar_prev >= alpha_bar``).
+            ``abar`` of the current and of the next level (``alpha_bar_prev >= alpha_bar``); sigmas for a flow
+            transition.
         final : bool
-            Whether the next level is the final one (deterministic step, std 0).
+            Make the step deterministic (std 0), whatever its variance.
         event_ndim : int, optional
             Trailing axes of one sample; default ``x_t.ndim - 1``.
 
@@ -155,26 +226,58 @@ class Transition(ABC):
         -------
         GaussianStep
         """
-        if not 0 < alpha_bar < 1 or not alpha_bar <= alpha_bar_prev <= 1:
-            raise InvalidArgumentError(
-                f"a reverse step needs 0 < alpha_bar < 1 and alpha_bar <= alpha_bar_prev <= 1, got {alpha_bar} -> "
-                f"{alpha_bar_prev}"
-            )
+        self.check_levels(alpha_bar, alpha_bar_prev)
         std = 0.0 if final else self.std(alpha_bar, alpha_bar_prev)
         mean = self.mean(x_t, out, alpha_bar, alpha_bar_prev, std)
         ndim = x_t.ndim - 1 if event_ndim is None else int(event_ndim)
         return GaussianStep(mean, std, out.x0_hat, ndim)
 
+    def step_at(
+        self,
+        schedule: Any,
+        i: int,
+        x_t: Tensor,
+        out: DenoiserOutput,
+        event_ndim: int | None = None,
+        *,
+        deterministic_last: bool = False,
+    ) -> GaussianStep:
+        """The step from the i-th sampling timestep of ``schedule`` to where its ``previous`` rule lands.
+
+        Parameters
+        ----------
+        schedule : NoiseSchedule or FlowSchedule
+            Of this transition's :attr:`kind`.
+        i : int
+            In ``[0, S)``.
+        x_t : tensor, shape (*batch, *event)
+        out : DenoiserOutput
+            The denoiser's estimates at ``x_t``.
+        event_ndim : int, optional
+            Trailing axes of one sample; default ``x_t.ndim - 1``.
+        deterministic_last : bool
+            Make the step from the last timestep deterministic (smckit's option; diffusers' behaviour by default,
+            see the module notes).
+
+        Returns
+        -------
+        GaussianStep
+        """
+        if schedule.kind != self.kind:
+            raise InvalidArgumentError(f"{self!r} steps a {self.kind!r} schedule, got a {schedule.kind!r} one")
+        final = self.noiseless(schedule, i) or (deterministic_last and i == len(schedule.timesteps) - 1)
+        return self(x_t, out, schedule.level(i), schedule.landing(i), final=final, event_ndim=event_ndim)
+
     def step(
         self, schedule: Any, t: int, x_t: Tensor, out: DenoiserOutput, event_ndim: int | None = None
     ) -> GaussianStep:
-        """The step from timestep ``t`` of ``schedule`` to the next entry of its timestep list.
+        """The step from timestep ``t`` of ``schedule`` (:meth:`step_at` at its index, diffusers' last step).
 
         Parameters
         ----------
         schedule : NoiseSchedule
         t : int
-            A timestep of ``schedule`` (the last one of its list makes the final, deterministic step).
+            A timestep of ``schedule``.
         x_t : tensor, shape (*batch, *event)
         out : DenoiserOutput
             The denoiser's estimates at ``x_t``.
@@ -185,10 +288,7 @@ class Transition(ABC):
         -------
         GaussianStep
         """
-        prev = schedule.previous(t)
-        return self(
-            x_t, out, schedule.alpha_bar(t), schedule.alpha_bar(prev), final=prev is None, event_ndim=event_ndim
-        )
+        return self.step_at(schedule, schedule.index(t), x_t, out, event_ndim)
 
     def propose(
         self, step: GaussianStep, noise: Tensor | None, grad: Tensor | None = None, alpha_bar_prev: float = 1.0
@@ -198,7 +298,7 @@ class Transition(ABC):
         ``log_correction`` (shape (*batch,)) is ``log p(x_prev | x_t) - log q(x_prev | x_t)`` for a proposal q
         other than the model's step p, or ``None`` when it is 0. This base version draws from the step itself.
         ``noise`` is standard normal of the step's shape (``None`` when ``step.std == 0``); ``grad`` is the
-        reward gradient at ``x0_hat`` when :attr:`needs_gradient` is set.
+        reward gradient when :attr:`needs_gradient` is set.
         """
         return step.sample(noise), None
 
@@ -213,7 +313,7 @@ class DDPM(Transition):
     ----------
     variance : {"small", "large"}
         ``small``: the posterior variance ``(1-a')/(1-a) beta`` (diffusers' ``fixed_small``, the default);
-        ``large``: ``beta`` (``fixed_large``).
+        ``large``: ``beta`` (``fixed_large``). As in diffusers, the step from timestep 0 adds no noise.
     """
 
     name = "ddpm"
@@ -234,6 +334,9 @@ class DDPM(Transition):
         ct = math.sqrt(1.0 - beta) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
         return c0 * out.x0_hat + ct * x_t
 
+    def noiseless(self, schedule: Any, i: int) -> bool:
+        return schedule.timesteps[i] == 0  # DDPMScheduler.step adds noise only "if t > 0"
+
     def __repr__(self) -> str:
         return f"DDPM(variance={self.variance!r})"
 
@@ -247,6 +350,10 @@ class DDIM(Transition):
         if not 0.0 <= float(eta) <= 1.0:
             raise InvalidArgumentError(f"eta must be in [0, 1], got {eta}")
         self.eta = float(eta)
+
+    @property
+    def deterministic(self) -> bool:
+        return self.eta == 0.0
 
     def std(self, alpha_bar: float, alpha_bar_prev: float) -> float:
         var = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
@@ -266,29 +373,52 @@ class Guided(Transition):
     Parameters
     ----------
     base : Transition or str
-        The model's own step (``"ddpm"``, ``"ddim"`` or a transition object).
+        The model's own step (``"ddpm"``, ``"ddim"``, ``"flow"`` or a transition object); it must be stochastic.
     scale : float
-        The mean shift is ``scale * std^2 * grad``, ``grad`` the gradient of the reward at ``x0_hat`` (see the
-        module notes); ``scale = lam`` is a reasonable default.
+        The mean shift is ``scale * std^2 * g`` (see the module notes); ``scale = lam`` is a reasonable default.
+    gradient : {"x0", "denoiser"}
+        ``g``: the reward gradient at ``x0_hat`` (default), or with respect to ``x_t`` through the denoiser.
     **base_options
         Options of the base transition when it is given by name (e.g. ``eta``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        For a deterministic base (DDIM or flow with ``eta = 0``): there is no noise to shift, so guidance would
+        be a silent no-op; or an unknown ``gradient``.
     """
 
     name = "guided"
     needs_gradient = True
     has_correction = True
 
-    def __init__(self, base: Transition | str = "ddpm", scale: float = 1.0, **base_options: Any):
+    def __init__(self, base: Transition | str = "ddpm", scale: float = 1.0, gradient: str = "x0", **base_options: Any):
         self.base = make_proposal(base, **base_options) if isinstance(base, str) else base
         if not isinstance(self.base, Transition) or isinstance(self.base, Guided):
             raise InvalidArgumentError(f"Guided needs a plain Transition as its base, got {self.base!r}")
+        if self.base.deterministic:
+            raise InvalidArgumentError(
+                f"gradient guidance needs a stochastic step, but {self.base!r} is deterministic: the guided shift "
+                "moves the noise of a step, and this step has none (guidance would silently do nothing). Use "
+                "eta > 0 (e.g. sampler='ddim', eta=0.5, or the flow step's eta), or steer by resampling only"
+            )
+        if gradient not in GRADIENTS:
+            raise InvalidArgumentError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        self.kind = self.base.kind
         self.scale = float(scale)
+        self.gradient = gradient
 
     def std(self, alpha_bar: float, alpha_bar_prev: float) -> float:
         return self.base.std(alpha_bar, alpha_bar_prev)
 
     def mean(self, x_t: Tensor, out: DenoiserOutput, alpha_bar: float, alpha_bar_prev: float, std: float) -> Tensor:
         return self.base.mean(x_t, out, alpha_bar, alpha_bar_prev, std)
+
+    def check_levels(self, level: float, level_prev: float) -> None:
+        self.base.check_levels(level, level_prev)
+
+    def noiseless(self, schedule: Any, i: int) -> bool:
+        return self.base.noiseless(schedule, i)
 
     def propose(
         self, step: GaussianStep, noise: Tensor | None, grad: Tensor | None = None, alpha_bar_prev: float = 1.0
@@ -297,7 +427,7 @@ class Guided(Transition):
 
         With ``d = scale std^2 grad``, the correction is ``-(z . d) / std - |d|^2 / (2 std^2) = -scale std z.grad
         - (scale^2 std^2 / 2) |grad|^2`` (summed over the event axes), written without dividing by a small
-        ``std``.
+        ``std`` and computed in :func:`wide_dtype`.
 
         Parameters
         ----------
@@ -306,8 +436,7 @@ class Guided(Transition):
         noise : tensor of shape (*batch, *event), or None
             Standard normal ``z``; ``None`` only for a deterministic step (``std = 0``).
         grad : tensor of shape (*batch, *event), or None
-            The reward gradient at the step's ``x0_hat``; needed unless the step is deterministic or
-            ``scale = 0``.
+            The reward gradient (see :attr:`gradient`); needed unless the step is deterministic or ``scale = 0``.
         alpha_bar_prev : float
             Unused here (kept for proposals whose shift depends on the level).
 
@@ -327,26 +456,35 @@ class Guided(Transition):
         if grad is None or noise is None:
             raise InvalidArgumentError("the guided proposal needs the reward gradient and the noise")
         std = step.std
-        x = step.mean + (self.scale * std * std) * grad + std * noise
+        x = step.mean + ((self.scale * std * std) * grad + std * noise).to(step.mean.dtype)
         dims = tuple(range(x.ndim - step.event_ndim, x.ndim))
+        wide = wide_dtype(x)
+        g, z = grad.to(wide), noise.to(wide)
         k1 = self.scale * std
         k2 = 0.5 * k1 * k1
-        correction = -k1 * (noise * grad).sum(dim=dims) - k2 * (grad * grad).sum(dim=dims)
+        correction = -k1 * (z * g).sum(dim=dims) - k2 * (g * g).sum(dim=dims)
         return x, correction
 
     def __repr__(self) -> str:
-        return f"Guided({self.base!r}, scale={self.scale:g})"
+        via = "" if self.gradient == "x0" else f", gradient={self.gradient!r}"
+        return f"Guided({self.base!r}, scale={self.scale:g}{via})"
 
 
-_BUILTIN = {"ddpm": DDPM, "ddim": DDIM, "guided": Guided}
+def _flow_step(**options: Any) -> Transition:
+    from smckit.diffusion.flow import FlowStep
+
+    return FlowStep(**options)
+
+
+_BUILTIN: dict[str, Any] = {"ddpm": DDPM, "ddim": DDIM, "guided": Guided, "flow": _flow_step}
 
 
 def make_proposal(name: str | Transition, **options: Any) -> Transition:
     """A transition (proposal) by registered name, with keyword ``options``; a Transition passes through.
 
-    The built-in names are ``"ddpm"`` (``variance``), ``"ddim"`` (``eta``) and ``"guided"`` (``base``,
-    ``scale``, base options); other names are looked up in the plugin registry
-    (:func:`smckit.plugins.make_proposal`).
+    The built-in names are ``"ddpm"`` (``variance``), ``"ddim"`` (``eta``), ``"flow"`` (``eta``, ``noise``) and
+    ``"guided"`` (``base``, ``scale``, ``gradient``, base options); other names are looked up in the plugin
+    registry (:func:`smckit.plugins.make_proposal`).
 
     Raises
     ------
@@ -359,7 +497,9 @@ def make_proposal(name: str | Transition, **options: Any) -> Transition:
         return name
     factory = _BUILTIN.get(name)
     if factory is not None:
-        return factory(**options)
+        made = factory(**options)
+        assert isinstance(made, Transition)
+        return made
     from smckit.plugins import make_proposal as registry_make
 
     made = registry_make(name, **options)
@@ -368,20 +508,55 @@ def make_proposal(name: str | Transition, **options: Any) -> Transition:
     return made
 
 
+_DDPM_VARIANCES = {"fixed_small": "small", "fixed_small_log": "small", "fixed_large": "large"}
+
+
 def from_diffusers(scheduler: Any, eta: float = 0.0) -> Transition:
-    """The transition a diffusers scheduler's ``step`` performs: DDPM (its variance type) or DDIM(``eta``).
+    """The transition a diffusers scheduler's ``step`` performs.
+
+    ``DDPMScheduler`` / ``DDPMParallelScheduler``: :class:`DDPM` with its variance type (``fixed_small_log`` draws
+    with the same std as ``fixed_small``); ``DDIMScheduler`` / ``DDIMParallelScheduler``: :class:`DDIM` with
+    ``eta`` (an argument of diffusers' ``step``, not of the config); ``FlowMatchEulerDiscreteScheduler``:
+    :class:`~smckit.diffusion.flow.FlowStep` with ``eta`` (0: its Euler step), or with ``noise="level"``, eta 1
+    when the config sets ``stochastic_sampling``.
+
+    Parameters
+    ----------
+    scheduler : diffusers scheduler
+    eta : float
+        The step's stochasticity, for DDIM and flow matching.
+
+    Returns
+    -------
+    Transition
 
     Raises
     ------
     InvalidArgumentError
-        For another scheduler class or a learned variance.
+        For another scheduler class (naming the supported ones and the ``from_config`` route), a variance type
+        without a fixed Gaussian step (``learned``, ``learned_range``: the network predicts the variance;
+        ``fixed_large_log``: diffusers takes the square root of ``log(beta) < 0``), or ``eta`` given to DDPM.
     """
-    kinds = {c.__name__ for c in type(scheduler).__mro__}
-    if "DDIMScheduler" in kinds:
+    from smckit.diffusion.schedule import scheduler_kind
+
+    kind = scheduler_kind(scheduler)
+    if kind == "ddim":
         return DDIM(eta)
-    if "DDPMScheduler" in kinds:
-        variance = scheduler.config.variance_type
-        if variance not in ("fixed_small", "fixed_large"):
-            raise InvalidArgumentError(f"DDPM variance_type {variance!r} is not supported (fixed_small, fixed_large)")
-        return DDPM("small" if variance == "fixed_small" else "large")
-    raise InvalidArgumentError(f"{type(scheduler).__name__} is not supported: use DDPMScheduler or DDIMScheduler")
+    if kind == "flow":
+        from smckit.diffusion.flow import FlowStep
+
+        if scheduler.config.get("stochastic_sampling", False):
+            if eta != 0.0:
+                raise InvalidArgumentError("the scheduler sets stochastic_sampling (noise s'); do not pass eta too")
+            return FlowStep(1.0, noise="level")
+        return FlowStep(eta)
+    if eta != 0.0:
+        raise InvalidArgumentError(f"eta applies to DDIM and flow schedulers, not to {type(scheduler).__name__}")
+    variance = scheduler.config.variance_type
+    if variance not in _DDPM_VARIANCES:
+        raise InvalidArgumentError(
+            f"DDPM variance_type {variance!r} is not supported ({', '.join(_DDPM_VARIANCES)} are): learned variances "
+            "make the network predict each pixel's variance, and diffusers' fixed_large_log step takes the square "
+            "root of a negative log-variance"
+        )
+    return DDPM(_DDPM_VARIANCES[variance])
