@@ -75,6 +75,25 @@ class DropsOne(_Wrapped):
         return ancestors[..., 1:]
 
 
+class SumsInInputDtype:
+    """Systematic resampling that sums the weights in the input's dtype: in float16 the sum of 70,000 equal weights
+    overflows (PITFALLS), the cumulative weights become 0 and every position falls past the end."""
+
+    name = "sums-in-input-dtype"
+    capabilities = Capabilities(count_bounds="floor_ceil")
+
+    def __call__(self, log_weights, rng, *, n_out=None):
+        lw = np.asarray(log_weights)
+        n = lw.shape[-1]
+        out = []
+        for row in lw.reshape(-1, n):
+            w = np.exp(row - row.max())
+            with np.errstate(over="ignore"):
+                cum = np.cumsum(w) / np.sum(w)
+            out.append(np.searchsorted(cum, (np.arange(n) + rng.uniform(1)[0]) / n))
+        return Resampled(np.stack(out).reshape(lw.shape), np.zeros(lw.shape, lw.dtype))
+
+
 class ClaimsFloorCeil(_Wrapped):
     """Multinomial declaring the systematic bound."""
 
@@ -206,6 +225,7 @@ class FixedSizeKilling(_Wrapped):
         (SharedUniform, {"skip": _only("statistics"), "replicates": 4000}, "rows independent"),
         (NotShiftInvariant, {"skip": _only("shift")}, "shift invariance"),
         (NoErrors, {"skip": _only("errors")}, "errors"),
+        (SumsInInputDtype, {"skip": _only("half")}, "half precision float16, equal n=70000"),
     ],
     ids=lambda p: p.name if isinstance(p, type) else None,
 )

@@ -23,7 +23,9 @@ Exact checks (every scheme):
     rows; n = 1; ``n_out != n`` (allowed or refused with InvalidArgumentError, as declared); errors on rows
     that are all ``-inf`` or hold NaN; the same seed gives the same ancestors; shift invariance (a shift of the
     log-weights that is exact in floating point leaves the offspring counts unchanged); batch rows checked one
-    by one, degenerate rows next to ordinary ones.
+    by one, degenerate rows next to ordinary ones; half precision: float16 (numpy, torch) and bfloat16 (torch)
+    log-weights are accepted and keep every exact property, 70,000 equal weights included (their float16 sum
+    overflows: a scheme must widen before it sums, e.g. with :func:`smckit.resamplers.kit.float32_or_wider`).
 Declared exact checks:
     ``count_bounds`` ("floor_ceil": every count is floor or ceil of ``n_out W_i``; "at_least_floor": at
     least the floor); ``sorted_ancestors``; ``uniform_output_weights``.
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from smckit.backend import to_host
 from smckit.errors import ExtinctionError, InvalidArgumentError, InvalidWeightsError, SMCError
 from smckit.random import RNG
 from smckit.resamplers.base import Capabilities, Resampled
@@ -56,6 +59,7 @@ CHECKS = (
     "generated",
     "shift",
     "large",
+    "half",
     "statistics",
 )
 """Names of the check groups; pass some of them in ``skip=`` to leave them out."""
@@ -103,18 +107,17 @@ class _Target:
         return f"{self.backend} {self.dtype}" + (f" {self.device}" if self.backend == "torch" else "")
 
     def convert(self, values: np.ndarray, dtype: str | None = None) -> Any:
-        arr = np.asarray(values, dtype=dtype or self.dtype)
+        dtype = dtype or self.dtype
+        if dtype == "bfloat16":  # torch only (numpy has no bfloat16): through float32, which holds it exactly
+            import torch
+
+            return torch.as_tensor(np.asarray(values, dtype=np.float32), device=self.device).to(torch.bfloat16)
+        arr = np.asarray(values, dtype=dtype)
         if self.backend == "numpy":
             return arr
         import torch
 
         return torch.as_tensor(arr, device=self.device)
-
-
-def _host(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu()
-    return np.asarray(x)
 
 
 def _describe(values: np.ndarray, limit: int = 12) -> str:
@@ -173,7 +176,7 @@ class _Checker:
                 self.fail(check, f"{what} moved to {arr.device}; it must stay on {self.t.device}", values)
             if tuple(arr.shape) != shape:
                 self.fail(check, f"{what} has shape {tuple(arr.shape)}, expected {shape}", values)
-        a = _host(anc)
+        a = to_host(anc)
         if not np.issubdtype(a.dtype, np.integer):
             self.fail(check, f"ancestors have dtype {a.dtype}, expected an integer dtype", values)
         if a.size and (a.min() < 0 or a.max() >= n):
@@ -184,7 +187,7 @@ class _Checker:
         if np.any(counts[zero] > 0):
             r, i = np.argwhere(zero & (counts > 0))[0]
             self.fail(check, f"particle {i} of row {r} has weight zero (-inf) but got {counts[r, i]} offspring", values)
-        lw_out = _host(out.log_weights)
+        lw_out = to_host(out.log_weights)
         if not np.issubdtype(lw_out.dtype, np.floating):
             self.fail(check, f"log_weights have dtype {lw_out.dtype}, expected floating point", values)
         if np.isnan(lw_out).any() or np.isposinf(lw_out).any():
@@ -194,7 +197,7 @@ class _Checker:
             if not np.all(np.isfinite(flat)) or np.any(flat != flat[:, :1]):
                 self.fail(check, "uniform_output_weights is declared but the output log-weights are not equal", values)
         if out.reborn is not None:
-            rb = _host(out.reborn)
+            rb = to_host(out.reborn)
             if rb.dtype != np.bool_ or tuple(rb.shape) != shape:
                 self.fail(check, f"reborn must be None or a bool array of shape {shape}, got {rb.dtype} {rb.shape}")
         if not isinstance(out.info, dict):
@@ -276,8 +279,8 @@ class _Checker:
                 self.fail("n_out", "variable_size=False is declared but n_out=9 != n=6 was accepted", values)
         # Reproducibility: one seed, one result.
         values = np.log(_STAT_WEIGHTS + 0.01)
-        a = _host(self.call(values, self.seed, None, "reproducible").ancestors)
-        b = _host(self.call(values, self.seed, None, "reproducible").ancestors)
+        a = to_host(self.call(values, self.seed, None, "reproducible").ancestors)
+        b = to_host(self.call(values, self.seed, None, "reproducible").ancestors)
         if not np.array_equal(a, b):
             self.fail("reproducible", "two calls with the same seed gave different ancestors", values)
 
@@ -317,8 +320,8 @@ class _Checker:
                 if not np.array_equal(shifted - offset, values):  # not exact: nothing to compare
                     return
                 if not generated:
-                    counts = self.counts(_host(self.call(values, seed, None, "shift").ancestors), n)
-                moved = self.counts(_host(self.call(shifted, seed, None, "shift").ancestors), n)
+                    counts = self.counts(to_host(self.call(values, seed, None, "shift").ancestors), n)
+                moved = self.counts(to_host(self.call(shifted, seed, None, "shift").ancestors), n)
                 if not np.array_equal(counts, moved):
                     self.fail(
                         "shift invariance",
@@ -376,7 +379,7 @@ class _Checker:
                 out = self.res(x, RNG(self.seed + j))
             except Exception as exc:
                 self.fail(check, f"raised {type(exc).__name__}: {exc}")
-            a = _host(out.ancestors)
+            a = to_host(out.ancestors)
             if tuple(a.shape) != (n,):
                 self.fail(check, f"ancestors have shape {a.shape}, expected ({n},)")
             if a.min() < 0 or a.max() >= n:
@@ -385,6 +388,30 @@ class _Checker:
             if chosen_zero.any():
                 idx = np.unique(a[chosen_zero])
                 self.fail(check, f"particles with weight zero were selected: indices {idx[:10].tolist()}")
+
+    def run_half(self) -> None:
+        """float16 and (torch) bfloat16 log-weights: accepted, with every exact property of :meth:`validate`.
+
+        Inputs: 70,000 equal weights (a float16 sum of their weights is +inf), a spread of weights over a few
+        orders of magnitude with zeros at both ends, and a batch of mixed rows. The properties are checked against
+        the values the scheme was given (the input rounded to the half-precision dtype).
+        """
+        ninf = -np.inf
+        spread = np.concatenate([[ninf], np.linspace(-12.0, 3.0, 37), [ninf, ninf]])
+        mixed = np.array([[0.0, 0.0, 0.0, 0.0, 0.0], [ninf, ninf, 2.0, ninf, ninf], [0.0, -1.0, ninf, -2.5, ninf]])
+        cases = [("equal n=70000", np.zeros(70_000)), ("spread", spread), ("mixed rows", mixed)]
+        for dtype in ("float16", "bfloat16") if self.t.backend == "torch" else ("float16",):
+            for j, (label, values) in enumerate(cases):
+                check = f"half precision {dtype}, {label}"
+                x = self.t.convert(values, dtype)
+                seen = to_host(x).astype(np.float64)  # (bfloat16 comes back as float32, exactly)
+                try:
+                    out = self.res(x, RNG(self.seed + j))
+                except Exception as exc:
+                    self.fail(check, f"raised {type(exc).__name__}: {exc}", seen)
+                if not isinstance(out, Resampled):
+                    self.fail(check, f"returned {type(out).__name__}, expected smckit.Resampled", seen)
+                self.validate(seen, out, seen.shape[-1], check)
 
     def run_statistics(self, replicates: int) -> None:
         """Unbiasedness, variance against multinomial, independence of rows; see the module docstring.
@@ -588,6 +615,7 @@ def check_resampler(
         Whether to run the float32 n = ``large_n`` case (a second or so per backend).
     large_n : int
         Size of the large case (10**6 by default: a float32 cumulative sum then ends visibly below 1).
+        The ``"half"`` group (float16 and bfloat16 inputs) runs once per backend and device, whatever ``dtypes``.
     statistical : bool
         Whether to run the statistical checks.
     replicates : int
@@ -626,6 +654,7 @@ def check_resampler(
     targets, skipped = _targets(caps, backends, dtypes, devices)
     report.skipped += skipped
     large_done: set[tuple[str, str]] = set()
+    half_done: set[tuple[str, str]] = set()
     for target in targets:
         checker = _Checker(res, target, seed)
         if "fixed" not in skip:
@@ -648,6 +677,10 @@ def check_resampler(
             large_done.add((target.backend, target.device))
             checker.run_large(large_n)
             report.passed.append(f"large float32 n={large_n} [{target.backend} {target.device}]")
+        if "half" not in skip and (target.backend, target.device) not in half_done:
+            half_done.add((target.backend, target.device))
+            checker.run_half()
+            report.passed.append(f"half precision [{target.backend} {target.device}]")
         if statistical and "statistics" not in skip:
             checker.run_statistics(replicates)
             report.passed.append(f"statistics [{target}]")
