@@ -27,6 +27,8 @@ __all__ = [
     "arange_like",
     "is_floating",
     "to_host",
+    "to_cpu",
+    "to_device_of",
 ]
 
 Array = Any
@@ -180,3 +182,41 @@ def to_host(x: Array, dtype: Any = None) -> np.ndarray:
             x = x.float()
         x = x.cpu()
     return np.asarray(x, dtype=dtype)
+
+
+def to_cpu(tree: Any) -> Any:
+    """Every torch leaf of a nest detached and moved to the CPU (numpy leaves and non-arrays unchanged).
+
+    Unlike :func:`to_host` this keeps tensors as tensors (bfloat16 included), e.g. for pickling to another process.
+
+    Parameters
+    ----------
+    tree : array or nest of arrays, any shapes
+
+    Returns
+    -------
+    the nest, its torch leaves on the CPU (shapes and dtypes unchanged)
+    """
+    from smckit.state import tree_map
+
+    return tree_map(lambda x: x.detach().cpu() if is_torch(x) else x, tree)
+
+
+def to_device_of(tree: Any, like: Array | None) -> Any:
+    """Every torch leaf of a nest moved to the device of ``like`` (unchanged when ``like`` is None or numpy).
+
+    Parameters
+    ----------
+    tree : array or nest of arrays, any shapes
+    like : array or None
+
+    Returns
+    -------
+    the nest, its torch leaves on the device of ``like`` (shapes and dtypes unchanged)
+    """
+    from smckit.state import tree_map
+
+    if like is None or not is_torch(like):
+        return tree
+    dev = device_of(like)
+    return tree_map(lambda x: x.to(dev) if is_torch(x) else x, tree)

@@ -45,8 +45,6 @@ __all__ = [
     "run_seed_sequence",
     "root_seed_sequence",
     "check_divisible",
-    "to_host",
-    "to_device_of",
     "concat_states",
 ]
 
@@ -542,33 +540,6 @@ def root_seed_sequence(seed: Any) -> np.random.SeedSequence:
 
 
 # -- moving results between ranks ----------------------------------------------------------------------------
-def to_host(tree: Any) -> Any:
-    """Every torch leaf of a nest moved to the CPU (numpy leaves and non-arrays unchanged), for pickling."""
-    from smckit.state import tree_map
-
-    return tree_map(lambda x: x.detach().cpu() if is_torch(x) else x, tree)
-
-
-def to_device_of(tree: Any, like: Array | None) -> Any:
-    """Every torch leaf of a nest moved to the device of ``like`` (unchanged when ``like`` is None or numpy).
-
-    Parameters
-    ----------
-    tree : array or nest (dict, list, tuple) of arrays, any shapes
-    like : array or None
-
-    Returns
-    -------
-    the nest, its torch leaves on the device of ``like`` (shapes and dtypes unchanged)
-    """
-    from smckit.state import tree_map
-
-    if like is None or not is_torch(like):
-        return tree
-    dev = device_of(like)
-    return tree_map(lambda x: x.to(dev) if is_torch(x) else x, tree)
-
-
 def concat_states(states: Sequence[Any], axis: int) -> Any:
     """Concatenate states of the same structure leaf by leaf along ``axis``.
 

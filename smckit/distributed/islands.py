@@ -44,17 +44,19 @@ from typing import Any
 import numpy as np
 
 from smckit.backend import Array, device_of, namespace
-from smckit.distributed.comm import Comm, ProcessGroupError
-from smckit.distributed.sharded import RankLoop, _index_dtype
-from smckit.engine import Step
-from smckit.errors import InvalidArgumentError, InvalidWeightsError
-from smckit.model import FeynmanKac, supports_rebirth
+from smckit.distributed.comm import Comm
+from smckit.distributed.population import RankPopulation
+from smckit.engine import SMC
+from smckit.engine.checks import rebirth_noise_of, resolve_resampler
+from smckit.engine.population import Local, Moved
+from smckit.errors import InvalidArgumentError
+from smckit.model import FeynmanKac
 from smckit.policy import Every, Policy
-from smckit.resamplers.base import Resampled, Resampler
-from smckit.state import take, tree_map
-from smckit.weights import check_finite_or_minus_inf, log_normalise, reweigh
+from smckit.resamplers.base import Resampler
+from smckit.state import tree_map
+from smckit.weights import Weighted, weigh
 
-__all__ = ["IslandSMC", "run_islands", "island_ancestors", "exchange_islands"]
+__all__ = ["Islands", "IslandSMC", "run_islands", "island_ancestors", "exchange_islands"]
 
 State = Any
 
@@ -126,11 +128,163 @@ def exchange_islands(state: State, ancestors: np.ndarray, comm: Comm) -> State:
     return tree_map(move, state)
 
 
-class IslandSMC(RankLoop):
+class Islands(RankPopulation):
+    """One island per rank: local resampling by any scheme, island weights, island resampling every k steps.
+
+    The extension of :class:`smckit.SMC`'s loop for island runs (see the module docstring); build it through
+    :class:`IslandSMC` or :func:`run_islands`. The log-weights the loop sees are global: ``log omega_r`` plus the
+    island's own normalised log-weights, so the loop's evidence update (the log-sum-exp over all islands) is the
+    outer SMC's, with a scheme's output-weight mass folded into its island's weight.
+
+    Parameters
+    ----------
+    comm : Comm
+    n_total : int
+        Particles per row over all islands.
+    resampler : Resampler
+        The scheme every island resamples with, locally.
+    interaction : Policy
+        When islands interact, on the island ESS fraction ``1 / (R sum_r omega_r^2)``.
+    seed : int, SeedSequence, RNG or None
+    rebirth_noise : float
+    """
+
+    def __init__(self, comm: Comm, n_total: int, resampler: Any, interaction: Policy, seed: Any, rebirth_noise: float):
+        super().__init__(comm, n_total, seed)
+        self.resampler = resampler
+        self.interaction = interaction
+        self.rebirth_noise = rebirth_noise
+        self.local = Local(self.n, resampler, self.rng, rebirth_noise)
+        self.log_omega: np.ndarray = np.zeros(0)  # island log-weights (*batch, R), normalised, on the host
+        self.inv_ess: np.ndarray = np.zeros(0)  # 1 / (each island's own ESS), (*batch, R), on the host
+
+    def start(self, log_w: Array, state: Any) -> None:
+        """Agree on step 0 (see :class:`RankPopulation`) and set up the island's own resampling.
+
+        Parameters
+        ----------
+        log_w : array, shape (*batch, n)
+        state : state
+        """
+        super().start(log_w, state)
+        self.local.start(log_w, state)
+
+    def report(self, error: BaseException) -> None:
+        """Enter :meth:`reweigh`'s all-gather with this rank's failure flag."""
+        xp = namespace(self.like)
+        rows = math.prod(self.batch)
+        vec = xp.zeros((2 * rows + 2,), dtype=self.like.dtype, device=device_of(self.like))
+        marker = xp.asarray([self.comm.rank + 1.0, 0.0], dtype=self.like.dtype, device=device_of(self.like))
+        self.comm.all_gather(xp.concat([vec[:-2], marker]))
+
+    def reweigh(self, log_w: Array, *, step: int) -> Weighted:
+        """Island sums, then one all-gather of every island's log-sum-exp and inverse ESS (and error flags).
+
+        Parameters
+        ----------
+        log_w : array, shape (*batch, n)
+            This island's particles' global unnormalised log-weights.
+        step : int
+
+        Returns
+        -------
+        Weighted
+            Over all islands (the same ``log_z``, ``ess`` and ``bad`` on every rank).
+        """
+        xp = namespace(log_w)
+        dev = device_of(log_w)
+        rows, size = math.prod(self.batch), self.comm.size
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a dead island is allowed here
+            own = weigh(log_w)
+            inv_ess = 1.0 / own.ess
+        has_bad = bool(xp.any(xp.isnan(log_w) | (log_w == math.inf)))
+        marker = xp.asarray([0.0, 1.0 if has_bad else 0.0], dtype=log_w.dtype, device=dev)
+        vec = xp.concat([xp.reshape(own.log_z, (-1,)), xp.reshape(xp.astype(inv_ess, log_w.dtype), (-1,)), marker])
+        table = self.host(self.comm.all_gather(vec))  # (R, 2 rows + 2)
+        self.failed_ranks(table[:, -2], step)
+        if table[:, -1].any():
+            nan = xp.full(self.batch, math.nan, dtype=log_w.dtype, device=dev)
+            return Weighted(nan, log_w, nan, xp.ones(self.batch, dtype=xp.bool, device=dev))
+        lse = np.moveaxis(table[:, :rows], 0, -1).reshape(*self.batch, size)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            top = np.max(lse, axis=-1, keepdims=True)
+            top = np.where(np.isfinite(top), top, 0.0)
+            log_z = np.log(np.sum(np.exp(lse - top), axis=-1)) + top[..., 0]
+            self.log_omega = lse - log_z[..., None]
+            self.inv_ess = np.moveaxis(table[:, rows : 2 * rows], 0, -1).reshape(*self.batch, size)
+            omega = np.exp(self.log_omega)
+            ess = 1.0 / np.sum(np.where(omega > 0, omega * omega * self.inv_ess, 0.0), axis=-1)
+        log_z_dev = xp.asarray(log_z, dtype=log_w.dtype, device=dev)
+        with np.errstate(invalid="ignore"):
+            normalised = log_w - log_z_dev[..., None]
+        return Weighted(log_z_dev, normalised, xp.asarray(ess, dtype=log_w.dtype, device=dev), ~xp.isfinite(log_z_dev))
+
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+        """Island resampling when the interaction policy says so (or an island died), then the island's own.
+
+        Parameters
+        ----------
+        t : int
+        particles : state, leaves of shape (*batch, n, *event)
+        log_w : array, shape (*batch, n)
+            Global normalised log-weights.
+        policy : Policy
+            The island's own resampling policy, on the island's own ESS.
+
+        Returns
+        -------
+        Moved
+            Ancestors are global indices (``island * n + local index``); ``info`` has ``island_ancestors``
+            (shape (*batch, R)) at interaction steps.
+        """
+        xp = namespace(log_w)
+        dev = device_of(log_w)
+        size, rank = self.comm.size, self.comm.rank
+        own = xp.asarray(self.log_omega[..., rank], dtype=log_w.dtype, device=dev)
+        alive = xp.isfinite(own)[..., None]
+        with np.errstate(invalid="ignore"):
+            local_w = xp.where(alive, log_w - own[..., None], xp.full_like(log_w, -math.inf))
+        omega = np.exp(self.log_omega)
+        island_ess = 1.0 / np.sum(omega * omega, axis=-1)
+        decision = self.interaction.decide(t, island_ess / size)
+        mask = np.broadcast_to(np.asarray(decision, dtype=bool), self.batch) | ~np.all(
+            np.isfinite(self.log_omega), axis=-1
+        )
+        info: dict[str, Any] = {}
+        sources = None
+        if mask.any():
+            identity = np.broadcast_to(np.arange(size), self.log_omega.shape)
+            chosen = island_ancestors(self.log_omega, self.shared.random(self.batch))
+            islands = np.where(mask[..., None], chosen, identity)
+            particles, local_w = exchange_islands((particles, local_w), islands, self.comm)
+            self.log_omega = np.where(mask[..., None], -math.log(size), self.log_omega)
+            self.inv_ess = np.take_along_axis(self.inv_ess, islands, axis=-1)
+            sources = islands[..., rank]
+            info = {"island_ancestors": islands, "islands_moved": int(np.count_nonzero(islands != identity))}
+            own = xp.asarray(self.log_omega[..., rank], dtype=log_w.dtype, device=dev)
+        with np.errstate(divide="ignore"):
+            self.local.ess = xp.asarray(1.0 / self.inv_ess[..., rank], dtype=log_w.dtype, device=dev)
+        moved = self.local.resample(t, particles, local_w, policy)
+        ancestors = None
+        if moved.ancestors is not None or sources is not None:
+            local_anc = (
+                moved.ancestors
+                if moved.ancestors is not None
+                else xp.broadcast_to(xp.arange(self.n, dtype=xp.int64, device=dev), tuple(log_w.shape))
+            )
+            island = rank if sources is None else xp.asarray(sources, dtype=xp.int64, device=dev)[..., None]
+            ancestors = island * self.n + xp.astype(local_anc, xp.int64)
+        info.update(moved.info)
+        global_w = moved.log_w + own[..., None]
+        return Moved(moved.particles, global_w, moved.resampled, ancestors, moved.reborn, info, moved.flag)
+
+
+class IslandSMC(SMC):
     """Island SMC: one island of ``n_particles / R`` particles per rank, interacting every k steps.
 
-    Every rank constructs it with the same arguments and iterates in lockstep; see the module docstring for
-    the scheme, why its evidence is unbiased, and its communication.
+    Every rank constructs it with the same arguments and iterates in lockstep; it is :class:`smckit.SMC` with
+    an :class:`Islands` population. See the module docstring for the scheme, why its evidence is unbiased, and
+    its communication.
 
     Parameters
     ----------
@@ -168,174 +322,18 @@ class IslandSMC(RankLoop):
         history: str = "ancestors",
         group: Any = None,
     ):
-        super().__init__(model, n_particles, policy=policy, seed=seed, history=history, group=group)
-        if isinstance(resampler, str):
-            from smckit.plugins import make_resampler
-
-            resampler = make_resampler(resampler)
-        if not callable(resampler):
-            raise InvalidArgumentError(f"resampler must be a registered name or a resampler, got {resampler!r}")
-        self.resampler = resampler
-        self.rebirth_noise = float(getattr(resampler, "rebirth_noise", 0.0) or 0.0)
-        if self.rebirth_noise != 0.0 and not supports_rebirth(model):
-            raise InvalidArgumentError(
-                f"the resampler asks for rebirth noise {self.rebirth_noise}, but {type(model).__name__} has no "
-                "rebirth(t, state, mask, scale, rng) method"
-            )
-        if isinstance(interaction, Policy):
-            self.interaction = interaction
-        elif isinstance(interaction, (int, np.integer)) and not isinstance(interaction, bool) and interaction >= 1:
-            self.interaction = Every(int(interaction))
-        else:
+        comm = Comm(group)
+        if isinstance(interaction, (int, np.integer)) and not isinstance(interaction, bool) and interaction >= 1:
+            interaction = Every(int(interaction))
+        if not isinstance(interaction, Policy):
             raise InvalidArgumentError(f"interaction must be a positive integer k or a Policy, got {interaction!r}")
-        self.local_log_w: Array = None  # this island's weights, normalised over the island
-        self.log_omega: np.ndarray = np.zeros(0)  # island log-weights (*batch, R), normalised, on the host
-        self._sq: np.ndarray = np.zeros(0)  # sum of squared local weights of every island (*batch, R)
-
-    # -- steps ----------------------------------------------------------------------------------------------
-    def _first_step(self) -> Step:
-        state, log_g = self._start()
-        xp = namespace(log_g)
-        uniform = xp.full(tuple(log_g.shape), -math.log(self.n), dtype=log_g.dtype, device=device_of(log_g))
-        self.log_omega = np.full((*self._batch, self.comm.size), -math.log(self.comm.size))
-        self.log_evidence = xp.zeros(self._batch, dtype=xp.float64, device=device_of(log_g))
-        return self._weigh(0, state, uniform, log_g, False, self._identity(log_g), {}, None)
-
-    def _next_step(self) -> Step:
-        t = self.t + 1
-        state, local_log_w, sources, info = self._interact(t, self.state, self.local_log_w)
-        state, local_log_w, resampled, ancestors, local_info = self._resample_locally(t, state, local_log_w, sources)
-        info.update(local_info)
-        new_state, log_g, error = self._move(t, state)
-        return self._weigh(t, new_state, local_log_w, log_g, resampled, ancestors, info, error)
-
-    def _weigh(
-        self,
-        t: int,
-        state: State,
-        local_log_w: Array,
-        log_g: Array,
-        resampled: Any,
-        ancestors: Array | None,
-        info: dict[str, Any],
-        error: BaseException | None,
-    ) -> Step:
-        """Local reweighting, then one all-gather of every island's increment and sum of squared weights."""
-        ref = self._reference
-        xp = namespace(ref)
-        dev = device_of(ref)
-        rows = math.prod(self._batch)
-        bad = False
-        if error is None:
-            x = local_log_w + log_g
-            bad = bool(xp.any(xp.isnan(x) | (x == math.inf)))
-            if not bad:
-                with np.errstate(divide="ignore", invalid="ignore"):  # a dead island is allowed here
-                    inc, new_local, local_ess = reweigh(x)
-                vec = xp.concat([xp.reshape(inc, (-1,)), xp.reshape(1.0 / local_ess, (-1,))])
-        if error is not None or bad:
-            vec = xp.zeros((2 * rows,), dtype=ref.dtype, device=dev)
-        flags = xp.asarray([0.0 if error is None else self.comm.rank + 1.0, 1.0 if bad else 0.0], dtype=ref.dtype)
-        gathered = self.comm.all_gather(xp.concat([vec, xp.asarray(flags, device=dev)]))
-        table = np.asarray(_to_host(gathered), dtype=np.float64)  # (R, 2 rows + 2)
-        if error is not None:
-            raise error
-        failed = np.flatnonzero(table[:, -2])
-        if failed.size:
-            raise ProcessGroupError(f"rank(s) {failed.tolist()} failed at step {t}; see their error messages")
-        if table[:, -1].any():
-            if bad:
-                check_finite_or_minus_inf(x, step=t, what=f"the log-weights on rank {self.comm.rank}")
-            raise InvalidWeightsError(
-                f"the log-weights at step {t} hold NaN or +inf on another rank; see that rank's error",
-                step=t,
-                count=0,
-            )
-        increments = np.moveaxis(table[:, :rows], 0, -1).reshape(*self._batch, self.comm.size)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self._sq = np.moveaxis(table[:, rows : 2 * rows], 0, -1).reshape(*self._batch, self.comm.size)
-            joint = self.log_omega + increments
-            top = np.max(joint, axis=-1, keepdims=True)
-            top = np.where(np.isfinite(top), top, 0.0)
-            increment = np.log(np.sum(np.exp(joint - top), axis=-1)) + top[..., 0]
-        increment_dev = xp.asarray(increment, device=dev)
-        self._extinct(t, increment_dev)
-        self.log_omega = joint - increment[..., None]
-        omega = np.exp(self.log_omega)
-        ess = 1.0 / np.sum(np.where(omega > 0, omega * omega * self._sq, 0.0), axis=-1)
-        # A dead island (all local weights zero) keeps weights -inf until the next interaction replaces it.
-        dead_here = xp.asarray(~np.isfinite(self.log_omega[..., self.comm.rank]), device=dev)
-        new_local = xp.where(dead_here[..., None], xp.full_like(new_local, -math.inf), new_local)
-        self.local_log_w = new_local
-        own = xp.asarray(self.log_omega[..., self.comm.rank], dtype=ref.dtype, device=dev)
-        global_log_w = new_local + own[..., None]
-        new_evidence = self.log_evidence + increment_dev
-        return self._record(t, state, global_log_w, ess, increment, new_evidence, resampled, ancestors, info)
-
-    def _interact(self, t: int, state: State, local_log_w: Array) -> tuple[State, Array, Array | None, dict]:
-        """Island resampling when the interaction policy says so (or an island died): copies whole islands."""
-        size = self.comm.size
-        omega = np.exp(self.log_omega)
-        island_ess = 1.0 / np.sum(omega * omega, axis=-1)
-        decision = self.interaction.decide(t, island_ess / size)
-        mask = np.broadcast_to(np.asarray(decision, dtype=bool), self._batch)
-        mask = mask | ~np.all(np.isfinite(self.log_omega), axis=-1)
-        if not mask.any():
-            return state, local_log_w, None, {}
-        identity = np.broadcast_to(np.arange(size), self.log_omega.shape)
-        ancestors = np.where(
-            mask[..., None], island_ancestors(self.log_omega, self.shared.random(self._batch)), identity
-        )
-        state, local_log_w = exchange_islands((state, local_log_w), ancestors, self.comm)
-        self.log_omega = np.where(mask[..., None], -math.log(size), self.log_omega)
-        self._sq = np.take_along_axis(self._sq, ancestors, axis=-1)
-        moved = int(np.count_nonzero(ancestors != identity))
-        return (
-            state,
-            local_log_w,
-            ancestors[..., self.comm.rank],
-            {"island_ancestors": ancestors, "islands_moved": moved},
-        )
-
-    def _resample_locally(
-        self, t: int, state: State, local_log_w: Array, sources: np.ndarray | None
-    ) -> tuple[State, Array, Any, Array | None, dict]:
-        """The island's own resampling (engine semantics), with global ancestor indices."""
-        xp = namespace(local_log_w)
-        dev = device_of(local_log_w)
-        dtype = _index_dtype(xp, self.n_total)
-        # Global index of each particle after the island exchange: island a's particle i is a * n + i.
-        base = None
-        if self.history_mode != "none":
-            src = self.comm.rank if sources is None else xp.asarray(sources, dtype=dtype, device=dev)[..., None]
-            base = xp.broadcast_to(src * self.n + xp.arange(self.n, dtype=dtype, device=dev), tuple(local_log_w.shape))
-        local_ess = xp.asarray(1.0 / self._sq[..., self.comm.rank], dtype=local_log_w.dtype, device=dev)
-        decision = self.policy.decide(t, local_ess / self.n)
-        if isinstance(decision, (bool, np.bool_)):
-            if not decision:
-                return state, local_log_w, False, base, {}
-            mask = None
-        else:
-            mask = decision
-            if not bool(xp.any(mask)):
-                return state, local_log_w, mask, base, {}
-        out = self.resampler(local_log_w, self.rng)
-        if not isinstance(out, Resampled) or tuple(out.ancestors.shape) != tuple(local_log_w.shape):
-            raise InvalidArgumentError(f"the island resampler returned {out!r} at step {t}; expected Resampled")
-        anc = xp.astype(out.ancestors, xp.int64)
-        new_log_w = log_normalise(xp.astype(out.log_weights, local_log_w.dtype))
-        reborn = out.reborn
-        if mask is not None:
-            keep = ~mask[..., None]
-            anc = xp.where(keep, xp.arange(self.n, dtype=xp.int64, device=dev), anc)
-            new_log_w = xp.where(keep, local_log_w, new_log_w)
-            if reborn is not None:
-                reborn = reborn & mask[..., None]
-        state = take(state, anc)
-        if reborn is not None and self.rebirth_noise != 0.0:
-            state = self.model.rebirth(t, state, reborn, self.rebirth_noise, self.rng)  # type: ignore[attr-defined]
-        recorded = None if base is None else xp.take_along_axis(base, anc, axis=-1)
-        return state, new_log_w, (True if mask is None else mask), recorded, dict(out.info)
+        scheme = resolve_resampler(resampler)
+        noise = rebirth_noise_of(scheme, model)
+        population = Islands(comm, n_particles, scheme, interaction, seed, noise)
+        super().__init__(model, n_particles, policy=policy, history=history, population=population)
+        self.comm = comm
+        self.n_total = population.n_total
+        self.interaction = interaction
 
 
 def run_islands(
@@ -364,7 +362,3 @@ def run_islands(
         history=history,
         group=group,
     ).run()
-
-
-def _to_host(x: Array) -> np.ndarray:
-    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)

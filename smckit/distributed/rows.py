@@ -37,20 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from smckit.backend import namespace
-from smckit.distributed.comm import (
-    Comm,
-    concat_states,
-    root_seed_sequence,
-    run_seed_sequence,
-    to_device_of,
-    to_host,
-)
+from smckit.backend import namespace, to_cpu, to_device_of
+from smckit.distributed.comm import Comm, concat_states, root_seed_sequence, run_seed_sequence
 from smckit.engine import run
 from smckit.errors import InvalidArgumentError, ShapeError
-from smckit.history import History, Result
 from smckit.model import FeynmanKac
 from smckit.random import RNG
+from smckit.result import History, Result
 from smckit.state import tree_map
 
 __all__ = ["row_blocks", "block_seeds", "blocks_for_rank", "run_rows", "run_rows_serial", "concat_results"]
@@ -155,7 +148,7 @@ def run_rows(
     comm.check_ok(error, where=f"running their rows (blocks {mine.start}..{mine.stop - 1} on rank {comm.rank})")
     if gather == "none":
         return local
-    payload = to_host(_parts(local)) if local is not None else None
+    payload = to_cpu(_parts(local)) if local is not None else None
     everyone = comm.all_gather_objects(payload) if gather == "all" else comm.gather_objects(payload, 0)
     if everyone is None:
         return None
@@ -222,6 +215,7 @@ def concat_results(results: list[Result]) -> Result:
         xp.concat([r.log_weights for r in results], axis=0),
         xp.concat([r.log_evidence for r in results], axis=0),
         history,
+        eve=None if any(r.eve is None for r in results) else np.concatenate([r.eve for r in results], axis=0),
     )
 
 
@@ -258,7 +252,10 @@ def _add_row_axis(result: Result) -> Result:
         particles=None if h.particles is None else [tree_map(expand, p) for p in h.particles],
         log_weights=None if h.log_weights is None else [expand(w) for w in h.log_weights],
     )
-    return Result(tree_map(expand, result.particles), expand(result.log_weights), expand(result.log_evidence), history)
+    eve = None if result.eve is None else result.eve[None]
+    return Result(
+        tree_map(expand, result.particles), expand(result.log_weights), expand(result.log_evidence), history, eve=eve
+    )
 
 
 def _parts(result: Result) -> tuple[Any, ...]:
@@ -268,12 +265,14 @@ def _parts(result: Result) -> tuple[Any, ...]:
         result.log_weights,
         result.log_evidence,
         (h.ess, h.resampled, h.log_evidence_increments, h.ancestors, h.info, h.particles, h.log_weights),
+        result.eve,
     )
 
 
 def _from_parts(parts: tuple[Any, ...]) -> Result:
-    particles, log_weights, log_evidence, (ess, resampled, inc, anc, info, full_p, full_w) = parts
-    return Result(particles, log_weights, log_evidence, History(ess, resampled, inc, anc, info, full_p, full_w))
+    particles, log_weights, log_evidence, (ess, resampled, inc, anc, info, full_p, full_w), eve = parts
+    history = History(ess, resampled, inc, anc, info, full_p, full_w)
+    return Result(particles, log_weights, log_evidence, history, eve=eve)
 
 
 def _to_device(result: Result, like: Any) -> Result:
@@ -292,4 +291,5 @@ def _to_device(result: Result, like: Any) -> Result:
         to_device_of(result.log_weights, like),
         to_device_of(result.log_evidence, like),
         history,
+        eve=result.eve,
     )

@@ -51,123 +51,32 @@ from typing import Any
 
 import numpy as np
 
-from smckit.backend import Array, check_compatible, device_of, is_floating, namespace
-from smckit.distributed.comm import (
-    Comm,
-    ProcessGroupError,
-    check_divisible,
-    concat_states,
-    run_seed_sequence,
-    to_device_of,
-    to_host,
-)
-from smckit.engine import HISTORY_MODES, Step
-from smckit.errors import ExtinctionError, InvalidArgumentError, InvalidWeightsError, ShapeError, SMCError
-from smckit.history import History, Result
+from smckit.backend import Array, device_of, namespace, to_cpu, to_device_of, to_host
+from smckit.distributed.comm import Comm, concat_states
+from smckit.distributed.population import RankPopulation
+from smckit.engine import SMC
+from smckit.engine.population import Moved
+from smckit.errors import InvalidArgumentError, SMCError
 from smckit.model import FeynmanKac
-from smckit.policy import ESSBelow, Policy
-from smckit.random import RNG
-from smckit.state import leaves, num_particles, tree_map
-from smckit.weights import check_finite_or_minus_inf
+from smckit.policy import Policy
+from smckit.result import History, Result
+from smckit.state import leaves, tree_map
+from smckit.weights import Weighted
 
 __all__ = [
     "SCHEMES",
+    "Sharded",
     "ShardedSMC",
-    "RankLoop",
     "ShardedResult",
     "run_sharded",
     "offspring_ranges",
     "exchange",
     "stratified_uniforms",
-    "global_reweigh",
 ]
 
 State = Any
 SCHEMES = ("systematic", "stratified")
 """The global resampling schemes of a sharded population."""
-
-
-# -- global weights ------------------------------------------------------------------------------------------
-def global_reweigh(
-    log_w: Array | None,
-    comm: Comm,
-    *,
-    step: int = -1,
-    error: BaseException | None = None,
-    like: Array | None = None,
-    batch: tuple[int, ...] = (),
-) -> tuple[Array, Array, Array]:
-    """Normalise a sharded population's log-weights over all ranks (a collective: call it on every rank).
-
-    Parameters
-    ----------
-    log_w : array, shape (*batch, n_local)
-        This rank's block of unnormalised log-weights (``None`` when ``error`` is set).
-    comm : Comm
-    step : int
-        The step, for messages.
-    error : exception, optional
-        An error this rank hit while computing ``log_w``: every rank then raises (this one its own error,
-        the others :class:`ProcessGroupError`), so that no rank is left waiting in a collective.
-    like : array, optional
-        With ``error``: an array with the run's backend, device and dtype (the reduction must match the
-        other ranks').
-    batch : tuple of int
-        With ``error``: the run's batch shape.
-
-    Returns
-    -------
-    log_z : array, shape (*batch,)
-        ``log sum exp`` of the log-weights of all ranks.
-    log_normalised : array, shape (*batch, n_local)
-        ``log_w - log_z``: this rank's part of the globally normalised log-weights.
-    ess : array, shape (*batch,)
-        The global effective sample size ``(sum w)^2 / sum w^2``.
-
-    Raises
-    ------
-    InvalidWeightsError
-        On every rank if any rank's log-weights hold NaN or +inf.
-    ProcessGroupError
-        On the ranks that did not fail when another rank passed ``error``.
-    """
-    if error is not None or log_w is None:
-        if like is None:
-            raise InvalidArgumentError("global_reweigh needs `like` when this rank reports an error")
-        # Enter the reduction with a flag so that the other ranks learn about the failure, then raise.
-        xp = namespace(like)
-        flags = xp.full((math.prod(batch) + 2,), -math.inf, dtype=like.dtype, device=device_of(like))
-        flags = xp.concat([flags[:-2], xp.asarray([comm.rank + 1.0, 0.0], dtype=like.dtype, device=device_of(like))])
-        comm.all_reduce(flags, "max")
-        raise error if error is not None else InvalidArgumentError("global_reweigh got no log-weights")
-    xp = namespace(log_w)
-    batch = tuple(log_w.shape[:-1])
-    bad = xp.isnan(log_w) | (log_w == math.inf)
-    has_bad = bool(xp.any(bad))
-    m_local = xp.max(xp.where(bad, xp.full_like(log_w, -math.inf), log_w), axis=-1)
-    one = xp.ones((1,), dtype=log_w.dtype, device=device_of(log_w))
-    vec = xp.concat([xp.reshape(m_local, (-1,)), 0.0 * one, (1.0 if has_bad else 0.0) * one])
-    reduced = comm.all_reduce(vec, "max")
-    failed_rank, any_bad = int(reduced[-2]), bool(reduced[-1] > 0)
-    if failed_rank:
-        raise ProcessGroupError(
-            f"rank {failed_rank - 1} (at least) failed at step {step}; see its error message. This rank stops too"
-        )
-    if any_bad:
-        if has_bad:
-            check_finite_or_minus_inf(log_w, step=step, what=f"the log-weights on rank {comm.rank}")
-        raise InvalidWeightsError(
-            f"the log-weights at step {step} hold NaN or +inf on another rank; see that rank's error",
-            step=step,
-            count=0,
-        )
-    m = xp.reshape(reduced[:-2], batch)
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    scaled = xp.exp(log_w - m[..., None])
-    sums = comm.all_reduce(xp.stack([xp.sum(scaled, axis=-1), xp.sum(scaled * scaled, axis=-1)]), "sum")
-    s1, s2 = sums[0], sums[1]
-    log_z = xp.log(s1) + m
-    return log_z, log_w - log_z[..., None], s1 * s1 / s2
 
 
 # -- global resampling ---------------------------------------------------------------------------------------
@@ -258,7 +167,7 @@ def _stratified_counts_below(x: Array, n_local: int, n_total: int, event_seed: i
     dev = device_of(x)
     k = xp.clip(xp.astype(xp.floor(x), xp.int64), 0, n_total - 1)
     # The chunks of uniforms this rank needs (host sync of two numbers per row, once per resampling).
-    k_host = np.asarray(k.cpu() if hasattr(k, "cpu") else k)
+    k_host = to_host(k)
     rows = k_host.reshape(-1, k_host.shape[-1])
     first, last = int(rows.min()) // n_local, int(rows.max()) // n_local
     u_at_k = xp.zeros(tuple(x.shape), dtype=xp.float64, device=dev)
@@ -313,7 +222,7 @@ def exchange(state: State, start: Array, end: Array, comm: Comm) -> tuple[State,
         order = xp.argsort(dest, stable=True)
         src, dest, copies = xp.take(src, order), xp.take(dest, order), xp.take(copies, order)
     edges = xp.searchsorted(dest, xp.arange(size + 1, dtype=xp.int64, device=dev))
-    send = [int(c) for c in np.diff(np.asarray(edges.cpu() if hasattr(edges, "cpu") else edges))]
+    send = [int(c) for c in np.diff(to_host(edges))]
     recv = comm.exchange_counts(send)
     meta = xp.stack([src // n, copies, src % n + rank * n], axis=1)
     meta = comm.all_to_all(meta, send, recv)
@@ -381,8 +290,22 @@ class ShardedResult(Result):
         """The global effective sample size of the final weights, shape (*batch,) (no communication)."""
         return self.history.ess[-1]
 
-    def estimate(self, f: Any) -> Array:
-        """The global weighted average ``sum_i W_i f(x_i)`` per row (a collective: call it on every rank)."""
+    def estimate(self, f: Any, *, error: bool = False) -> Any:
+        """The global weighted average ``sum_i W_i f(x_i)`` per row (a collective: call it on every rank).
+
+        Parameters
+        ----------
+        f : callable
+            Maps the state to an array of shape (*batch, n_local, *out).
+        error : bool
+            Not available on ranks: gather the population (:meth:`gather`) for a single-run variance.
+
+        Returns
+        -------
+        array, shape (*batch, *out)
+        """
+        if error:
+            raise InvalidArgumentError("error bars need the whole genealogy: call result.gather() and estimate there")
         local = super().estimate(f)
         return self.comm.all_reduce(local, "sum")
 
@@ -402,7 +325,7 @@ class ShardedResult(Result):
         """
         batch_ndim = self.log_weights.ndim - 1
         h = self.history
-        mine = to_host((self.particles, self.log_weights, h.ancestors, h.particles, h.log_weights))
+        mine = to_cpu((self.particles, self.log_weights, h.ancestors, h.particles, h.log_weights, self.eve))
         everyone = self.comm.all_gather_objects(mine) if dst is None else self.comm.gather_objects(mine, dst)
         if everyone is None:
             return None
@@ -424,226 +347,142 @@ class ShardedResult(Result):
             particles=to_device_of(full_p, like),
             log_weights=to_device_of(full_w, like),
         )
-        return Result(to_device_of(particles, like), to_device_of(log_weights, like), self.log_evidence, history)
+        eve = None if parts[5][0] is None else np.concatenate(parts[5], axis=-1)
+        return Result(
+            to_device_of(particles, like), to_device_of(log_weights, like), self.log_evidence, history, eve=eve
+        )
 
 
-# -- the loop ----------------------------------------------------------------------------------------------------
-class RankLoop:
-    """What every per-rank SMC loop of smckit.distributed shares: arguments, seeds, checks, records, results.
+# -- the population ----------------------------------------------------------------------------------------------
+class Sharded(RankPopulation):
+    """One population sharded over the ranks: global weights, global evidence, global resampling.
 
-    Subclasses implement ``_first_step`` and ``_next_step``; this class runs them in lockstep on every rank.
-    Rank r draws its particles from the child stream ``SeedSequence(seed).spawn(2)[1].spawn(R)[r]``; the
-    shared uniforms (the same on every rank) come from ``spawn(2)[0]``.
+    The extension of :class:`smckit.SMC`'s loop for sharded runs (see the module docstring); build it through
+    :class:`ShardedSMC` or :func:`run_sharded`.
+
+    Parameters
+    ----------
+    comm : Comm
+    n_total : int
+        Particles per row over all ranks.
+    scheme : {"systematic", "stratified"}
+    seed : int, SeedSequence, RNG or None
     """
 
-    def __init__(
-        self,
-        model: FeynmanKac,
-        n_particles: int,
-        *,
-        policy: Policy | None,
-        seed: Any,
-        history: str,
-        group: Any,
-    ):
-        self.comm = Comm(group)
-        if not isinstance(model, FeynmanKac):
-            raise InvalidArgumentError(f"model must be a smckit.FeynmanKac, got {type(model).__name__}")
-        if history not in HISTORY_MODES:
-            raise InvalidArgumentError(f"history must be one of {HISTORY_MODES}, got {history!r}")
-        self.model = model
-        self.n_total = int(n_particles)
-        self.n = check_divisible(n_particles, self.comm.size)
-        self.offset = self.comm.rank * self.n
-        self.policy = policy if policy is not None else (model.default_policy or ESSBelow(0.5))
-        if not isinstance(self.policy, Policy):
-            raise InvalidArgumentError(f"policy must be a smckit Policy, got {type(self.policy).__name__}")
-        root = run_seed_sequence(seed, self.comm)
-        shared_seq, local_seq = root.spawn(2)
-        self.rng = RNG(local_seq.spawn(self.comm.size)[self.comm.rank])
-        self.shared = np.random.Generator(np.random.PCG64DXSM(shared_seq))
-        self.history_mode = history
-        self.t = -1
-        self.state: State = None
-        self.log_weights: Array = None
-        self.log_evidence: Array = None
-        self._finished = False
-        self._batch: tuple[int, ...] = ()
-        self._reference: Array = None
-        self._records: dict[str, list[Any]] = {k: [] for k in ("ess", "resampled", "inc", "ancestors", "info")}
-        self._full: tuple[list[State], list[Array]] | None = ([], []) if history == "full" else None
-
-    def __iter__(self) -> RankLoop:
-        return self
-
-    def __next__(self) -> Step:
-        if self._finished:
-            raise StopIteration
-        step = self._first_step() if self.t < 0 else self._next_step()
-        self._finished = self._done()
-        return step
-
-    def run(self) -> ShardedResult:
-        """Run every remaining step and return this rank's :class:`ShardedResult`."""
-        for _ in self:
-            pass
-        return self.result
-
-    @property
-    def result(self) -> ShardedResult:
-        """The result of the steps run so far."""
-        if self.t < 0:
-            raise InvalidArgumentError("no step has run yet: call next(smc) or smc.run() first")
-        return self._result()
-
-    def _first_step(self) -> Step:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _next_step(self) -> Step:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    # -- shared pieces of a step -------------------------------------------------------------------------------
-    def _start(self) -> tuple[State, Array]:
-        """Step 0's model calls and checks, agreed by every rank: returns ``(state, log_g)``."""
-        error = None
-        state: State = None
-        log_g: Array = None
-        try:
-            state = self.model.initial(self.n, self.rng)
-            log_g = self.model.log_potential(0, None, state)
-            self._check_first(log_g, state)
-        except Exception as exc:  # reported to every rank below
-            error = exc
-        self.comm.check_ok(error, where="at step 0 (initial or log_potential)")
-        arrays = {"log_potential": log_g, **{f"state leaf {i}": x for i, x in enumerate(leaves(state))}}
-        self.comm.agree(arrays, what="the model's log-potential and state at step 0")
-        return state, log_g
-
-    def _move(self, t: int, state: State) -> tuple[State, Array, BaseException | None]:
-        """Propose and weight (step t >= 1); an error is returned, to be reported to every rank."""
-        try:
-            new_state = self.model.propose(t, state, self.rng)
-            log_g = self.model.log_potential(t, state, new_state)
-            self._check_next(t, log_g, new_state)
-        except Exception as exc:  # reported to every rank by the step's first reduction
-            return None, None, exc
-        return new_state, log_g, None
-
-    def _extinct(self, t: int, increment: Array) -> None:
-        xp = namespace(increment)
-        if bool(xp.any(increment == -math.inf)):
-            dead = np.asarray(_host(increment == -math.inf))
-            rows = tuple(tuple(int(i) for i in idx) for idx in zip(*np.nonzero(dead))) if dead.ndim else ((),)
-            raise ExtinctionError(
-                f"every particle of batch rows {list(rows)[:5]} has weight zero on every rank after step {t}; the "
-                "partial result up to the previous step is in this error's .result",
-                step=t,
-                rows=rows,
-                result=self._result() if self.t >= 0 else None,
-            )
-
-    def _record(
-        self,
-        t: int,
-        state: State,
-        log_w: Array,
-        ess: Any,
-        increment: Any,
-        log_evidence: Array,
-        resampled: Any,
-        ancestors: Array | None,
-        info: dict[str, Any],
-    ) -> Step:
-        self.t, self.state, self.log_weights, self.log_evidence = t, state, log_w, log_evidence
-        rec = self._records
-        rec["ess"].append(ess)
-        rec["resampled"].append(resampled)
-        rec["inc"].append(increment)
-        rec["ancestors"].append(ancestors)
-        rec["info"].append(info)
-        if self._full is not None:
-            self._full[0].append(state)
-            self._full[1].append(log_w)
-        return Step(t, state, log_w, ess, resampled, log_evidence, info)
-
-    def _done(self) -> bool:
-        done = bool(self.model.done(self.t, self.state))
-        if type(self.model).done is FeynmanKac.done:
-            return done  # a fixed horizon: every rank agrees without asking
-        flags = self.comm.all_gather(np.asarray([done], dtype=np.int64))[:, 0]
-        if len(set(flags.tolist())) > 1:
+    def __init__(self, comm: Comm, n_total: int, scheme: str, seed: Any):
+        if scheme not in SCHEMES:
             raise InvalidArgumentError(
-                f"{type(self.model).__name__}.done disagrees across ranks at step {self.t}: a distributed run "
-                "needs a stopping rule that does not depend on the local particles (use rows mode for adaptive "
-                "models)"
+                f"a sharded run resamples globally with one of {SCHEMES}, got {scheme!r}; for other schemes "
+                "use island mode (smckit.distributed.islands), which resamples within each rank"
             )
-        return done
+        super().__init__(comm, n_total, seed)
+        self.scheme = self.resampler = scheme
+        self.ess: Array = None
+        self._uniform: Array = None
 
-    def _identity(self, like: Array, force: bool = False) -> Array | None:
-        """Global indices of this rank's particles, shape like ``like`` (None with history="none")."""
-        if self.history_mode == "none" and not force:
-            return None
-        xp = namespace(like)
-        dtype = _index_dtype(xp, self.n_total)
-        ar = xp.arange(self.offset, self.offset + self.n, dtype=dtype, device=device_of(like))
-        return xp.broadcast_to(ar, tuple(like.shape))
+    def start(self, log_w: Array, state: Any) -> None:
+        """Agree on step 0 (see :class:`RankPopulation`) and keep the uniform log-weights ``-log N``.
 
-    def _check_first(self, log_g: Array, state: State) -> None:
-        where = f"{type(self.model).__name__}.log_potential at step 0"
-        if not hasattr(log_g, "shape") or log_g.ndim < 1 or log_g.shape[-1] != self.n:
-            shape = tuple(getattr(log_g, "shape", ()))
-            raise ShapeError(f"{where} returned shape {shape}; expected (*batch, {self.n})")
-        if not is_floating(log_g):
-            raise ShapeError(f"{where} returned dtype {log_g.dtype}; log-potentials must be floating point")
-        self._batch = tuple(log_g.shape[:-1])
-        self._reference = log_g
-        if num_particles(state, len(self._batch)) != self.n:
-            raise ShapeError(f"{type(self.model).__name__}.initial returned the wrong number of particles per row")
+        Parameters
+        ----------
+        log_w : array, shape (*batch, n)
+        state : state
+        """
+        super().start(log_w, state)
+        self._uniform = log_w
 
-    def _check_next(self, t: int, log_g: Array, state: State) -> None:
-        where = f"{type(self.model).__name__}.log_potential at step {t}"
-        if tuple(log_g.shape) != (*self._batch, self.n):
-            raise ShapeError(f"{where} returned shape {tuple(log_g.shape)}; the run has shape {(*self._batch, self.n)}")
-        check_compatible(self._reference, log_g, what=where)
+    def report(self, error: BaseException) -> None:
+        """Enter :meth:`reweigh`'s first all-reduce with this rank's failure flag."""
+        xp = namespace(self.like)
+        rows = math.prod(self.batch)
+        flags = xp.full((rows + 2,), -math.inf, dtype=self.like.dtype, device=device_of(self.like))
+        marker = xp.asarray([self.comm.rank + 1.0, 0.0], dtype=self.like.dtype, device=device_of(self.like))
+        self.comm.all_reduce(xp.concat([flags[:-2], marker]), "max")
 
-    def _result(self) -> ShardedResult:
-        rec = self._records
+    def reweigh(self, log_w: Array, *, step: int) -> Weighted:
+        """Global normalisation: an all-reduce of the row maxima (and error flags), then one of the two sums.
 
-        def stack(values: list[Any], dtype: Any) -> np.ndarray:
-            arrays = [np.full(self._batch, bool(v)) if isinstance(v, (bool, np.bool_)) else _host(v) for v in values]
-            return np.stack(arrays).astype(dtype)
+        Parameters
+        ----------
+        log_w : array, shape (*batch, n)
+            This rank's block of unnormalised log-weights.
+        step : int
 
-        ancestors = None
-        if self.history_mode != "none":
-            index_dtype = np.int32 if self.n_total < 2**31 else np.int64
-            ancestors = np.stack([_host(a) for a in rec["ancestors"]]).astype(index_dtype)
-        history = History(
-            ess=stack(rec["ess"], np.float64),
-            resampled=stack(rec["resampled"], bool),
-            log_evidence_increments=stack(rec["inc"], np.float64),
-            ancestors=ancestors,
-            info=list(rec["info"]),
-            particles=list(self._full[0]) if self._full is not None else None,
-            log_weights=list(self._full[1]) if self._full is not None else None,
+        Returns
+        -------
+        Weighted
+            ``log_z``, ``ess`` and ``bad`` over all ranks (the same on every rank).
+        """
+        xp = namespace(log_w)
+        dev = device_of(log_w)
+        bad = xp.isnan(log_w) | (log_w == math.inf)
+        m_local = xp.max(xp.where(bad, xp.full_like(log_w, -math.inf), log_w), axis=-1)
+        marker = xp.asarray([0.0, 1.0 if bool(xp.any(bad)) else 0.0], dtype=log_w.dtype, device=dev)
+        reduced = self.comm.all_reduce(xp.concat([xp.reshape(m_local, (-1,)), marker]), "max")
+        flags = self.host(reduced[-2:])
+        self.failed_ranks(flags[:1], step)
+        if flags[1]:  # every rank skips the second reduction and explains the bad values
+            nan = xp.full(self.batch, math.nan, dtype=log_w.dtype, device=dev)
+            return Weighted(nan, log_w, nan, xp.ones(self.batch, dtype=xp.bool, device=dev))
+        m = xp.reshape(reduced[:-2], self.batch)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = xp.exp(log_w - m[..., None])
+            sums = self.comm.all_reduce(xp.stack([xp.sum(scaled, axis=-1), xp.sum(scaled * scaled, axis=-1)]), "sum")
+            log_z = xp.log(sums[0]) + m
+            self.ess = sums[0] * sums[0] / sums[1]
+        return Weighted(log_z, log_w - log_z[..., None], self.ess, ~xp.isfinite(log_z))
+
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+        """Global systematic or stratified resampling of the rows ``policy`` selects on the global ESS.
+
+        Parameters
+        ----------
+        t : int
+        particles : state, leaves of shape (*batch, n, *event)
+        log_w : array, shape (*batch, n)
+            Globally normalised.
+        policy : Policy
+
+        Returns
+        -------
+        Moved
+            Ancestors are global indices; ``info`` has ``moved`` and ``bytes_sent``.
+        """
+        xp = namespace(log_w)
+        decision = policy.decide(t, None if policy.static else self.ess / self.n_total)
+        mask = None
+        if not isinstance(decision, bool):
+            selected = to_host(decision)  # the same on every rank: it comes from the global ESS
+            if not selected.any():
+                return Moved(particles, log_w, decision, None, None, {}, None)
+            if not selected.all():
+                mask = decision
+        elif not decision:
+            return Moved(particles, log_w, False, None, None, {}, None)
+        uniform, event_seed = None, None
+        if self.scheme == "systematic":
+            uniform = self.shared.random(self.batch)
+        else:
+            event_seed = int(self.shared.integers(2**63 - 1))
+        start, end = offspring_ranges(
+            log_w, self.comm, scheme=self.scheme, uniform=uniform, event_seed=event_seed, normalised=True
         )
-        return ShardedResult(
-            self.state,
-            self.log_weights,
-            self.log_evidence,
-            history,
-            rank=self.comm.rank,
-            world_size=self.comm.size,
-            n_total=self.n_total,
-            offset=self.offset,
-            comm=self.comm,
-        )
+        if mask is not None:  # rows that keep their particles: every particle is its own single copy
+            own = self.identity(log_w)
+            keep = ~mask[..., None]
+            start, end = xp.where(keep, own, start), xp.where(keep, own + 1, end)
+        moved, ancestors, info = exchange(particles, start, end, self.comm)
+        info["bytes_sent"] += 8 * math.prod(self.batch) * (self.comm.size - 1)  # the all-gathered block totals
+        new_w = self._uniform if mask is None else xp.where(mask[..., None], self._uniform, log_w)
+        return Moved(moved, new_w, decision, ancestors, None, info, None)
 
 
-class ShardedSMC(RankLoop):
+class ShardedSMC(SMC):
     """SMC on one population sharded over the ranks of a process group, as an iterator (one step per ``next``).
 
-    Every rank constructs it with the same arguments and iterates in lockstep; see the module docstring for
-    the algorithm and its communication.
+    Every rank constructs it with the same arguments and iterates in lockstep; it is :class:`smckit.SMC` with a
+    :class:`Sharded` population. See the module docstring for the algorithm and its communication.
 
     Parameters
     ----------
@@ -685,80 +524,10 @@ class ShardedSMC(RankLoop):
         history: str = "ancestors",
         group: Any = None,
     ):
-        if resampler not in SCHEMES:
-            raise InvalidArgumentError(
-                f"a sharded run resamples globally with one of {SCHEMES}, got {resampler!r}; for other schemes "
-                "use island mode (smckit.distributed.islands), which resamples within each rank"
-            )
-        super().__init__(model, n_particles, policy=policy, seed=seed, history=history, group=group)
-        self.scheme = resampler
-
-    def _first_step(self) -> Step:
-        state, log_g = self._start()
-        xp = namespace(log_g)
-        dev = device_of(log_g)
-        uniform = xp.full(tuple(log_g.shape), -math.log(self.n_total), dtype=log_g.dtype, device=dev)
-        zero = xp.zeros(self._batch, dtype=xp.float64, device=dev)
-        return self._weigh(0, state, uniform, log_g, zero, False, self._identity(log_g), {}, None)
-
-    def _next_step(self) -> Step:
-        t = self.t + 1
-        state, log_w, resampled, ancestors, info = self._maybe_resample(t, self.state, self.log_weights)
-        new_state, log_g, error = self._move(t, state)
-        return self._weigh(t, new_state, log_w, log_g, self.log_evidence, resampled, ancestors, info, error)
-
-    def _weigh(
-        self,
-        t: int,
-        state: State,
-        log_w: Array,
-        log_g: Array,
-        log_evidence: Array,
-        resampled: Any,
-        ancestors: Array | None,
-        info: dict[str, Any],
-        error: BaseException | None,
-    ) -> Step:
-        x = None if error is not None else log_w + log_g
-        increment, new_log_w, ess_t = global_reweigh(
-            x, self.comm, step=t, error=error, like=self._reference, batch=self._batch
-        )
-        self._extinct(t, increment)
-        xp = namespace(increment)
-        new_evidence = log_evidence + xp.astype(increment, log_evidence.dtype)
-        return self._record(t, state, new_log_w, ess_t, increment, new_evidence, resampled, ancestors, info)
-
-    def _maybe_resample(self, t: int, state: State, log_w: Array) -> tuple[State, Array, Any, Array | None, dict]:
-        xp = namespace(log_w)
-        decision = self.policy.decide(t, self._records["ess"][-1] / self.n_total)
-        identity = self._identity(log_w)
-        if isinstance(decision, (bool, np.bool_)):
-            if not decision:
-                return state, log_w, False, identity, {}
-            mask = None
-        else:
-            mask = decision  # the same on every rank: it comes from the global ESS
-            if not bool(xp.any(mask)):
-                return state, log_w, mask, identity, {}
-        uniform, event_seed = None, None
-        if self.scheme == "systematic":
-            uniform = self.shared.random(self._batch)
-        else:
-            event_seed = int(self.shared.integers(2**63 - 1))
-        start, end = offspring_ranges(
-            log_w, self.comm, scheme=self.scheme, uniform=uniform, event_seed=event_seed, normalised=True
-        )
-        if mask is not None:  # rows that keep their particles: every particle is its own single copy
-            own_start = xp.astype(self._identity(log_w, force=True), xp.int64)
-            keep = ~mask[..., None]
-            start = xp.where(keep, own_start, start)
-            end = xp.where(keep, own_start + 1, end)
-        new_state, ancestors, info = exchange(state, start, end, self.comm)
-        info["bytes_sent"] += 8 * math.prod(self._batch) * (self.comm.size - 1)  # the all-gathered block totals
-        uniform_w = xp.full(tuple(log_w.shape), -math.log(self.n_total), dtype=log_w.dtype, device=device_of(log_w))
-        new_log_w = uniform_w if mask is None else xp.where(mask[..., None], uniform_w, log_w)
-        recorded = None if self.history_mode == "none" else xp.astype(ancestors, _index_dtype(xp, self.n_total))
-        return new_state, new_log_w, (True if mask is None else mask), recorded, info
+        population = Sharded(Comm(group), n_particles, resampler, seed)
+        super().__init__(model, n_particles, policy=policy, history=history, population=population)
+        self.comm = population.comm
+        self.n_total = population.n_total
 
 
 def run_sharded(
@@ -788,7 +557,7 @@ def run_sharded(
         result = run_sharded(Bootstrap(ssm, y), 1_000_000, seed=0)   # 250 000 particles per rank
         full = result.gather()                                        # the whole population on rank 0
     """
-    return ShardedSMC(
+    return ShardedSMC(  # type: ignore[return-value]
         model, n_particles, resampler=resampler, policy=policy, seed=seed, history=history, group=group
     ).run()
 
@@ -802,7 +571,3 @@ def _cummax(x: Array) -> Array:
 
 def _index_dtype(xp: Any, n_total: int) -> Any:
     return xp.int32 if n_total < 2**31 else xp.int64
-
-
-def _host(x: Array) -> np.ndarray:
-    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)

@@ -199,7 +199,7 @@ class SMC:
         self.log_weights: Array = None
         self.log_evidence: Array = None
         self.eve: Array = None
-        self._weighted: Weighted | None = None
+        self._adaptive = type(model).done is not FeynmanKac.done
         self._finished = False
         self._batch: tuple[int, ...] = ()
         self._reference: Array = None  # the first log-potential: fixes backend, device and dtype of the run
@@ -218,7 +218,9 @@ class SMC:
         try:
             step = self._first_step() if self.t < 0 else self._next_step()
             done = bool(self.model.done(step.t, step.state))
-            self._finished = self.population.agree(done, what=f"{type(self.model).__name__}.done")
+            if self._adaptive:  # a fixed horizon needs no agreement between processes
+                done = self.population.agree(done, what=f"{type(self.model).__name__}.done")
+            self._finished = done
             if self._finished:
                 self._settle()
         except BaseException as exc:
@@ -259,7 +261,7 @@ class SMC:
         dev = device_of(log_g)
         shape = tuple(log_g.shape)
         uniform = xp.full(shape, -math.log(pop.n_total), dtype=dtype, device=dev)
-        pop.start(uniform)
+        pop.start(uniform, state)
         if self.history_mode != "none":
             ids = xp.arange(pop.offset, pop.offset + pop.n, dtype=xp.int64, device=dev)
             self.eve = xp.broadcast_to(ids, shape)
@@ -274,10 +276,8 @@ class SMC:
     def _next_step(self) -> Step:
         t = self.t + 1
         model, pop = self.model, self.population
-        fraction = None if self.policy.static else pop.ess_fraction(self._weighted)  # type: ignore[arg-type]
-        decision = self.policy.decide(t, fraction)
         carry = self.state if self.eve is None else (self.state, self.eve)
-        moved = pop.resample(t, carry, self.log_weights, decision)
+        moved = pop.resample(t, carry, self.log_weights, self.policy)
         state, eve = (moved.particles, None) if self.eve is None else moved.particles
         if moved.reborn is not None and pop.rebirth_noise:
             state = model.rebirth(t, state, moved.reborn, pop.rebirth_noise, self.rng)  # type: ignore[attr-defined]
@@ -312,7 +312,6 @@ class SMC:
     ) -> Step:
         self.recorder.record(t, weighted.ess, weighted.log_z, resampled, ancestors, info, state, weighted.log_w)
         self.t, self.state, self.log_weights, self.log_evidence = t, state, weighted.log_w, log_evidence
-        self._weighted = weighted
         return Step(t, state, weighted.log_w, weighted.ess, resampled, log_evidence, info)
 
     # -- checks ----------------------------------------------------------------------------------------------

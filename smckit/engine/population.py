@@ -5,7 +5,7 @@ two operations that involve more than one particle, and nothing else:
 
 - ``reweigh(log_w, step=t)``: normalise unnormalised log-weights over the whole population and summarise them
   (:class:`~smckit.weights.Weighted`); a distributed population reduces across ranks here;
-- ``resample(t, particles, log_w, decision)``: resample where ``decision`` says, move every leaf of
+- ``resample(t, particles, log_w, policy)``: resample the rows the policy selects, move every leaf of
   ``particles`` with the ancestors, and return :class:`Moved`.
 
 The evidence is written once, in the loop: ``log Z += Weighted.log_z``. ``Moved.log_w`` may be unnormalised: a
@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 from smckit.backend import Array, device_of, namespace, to_host
 from smckit.engine.checks import check_resampled
+from smckit.policy import Policy
 from smckit.random import RNG
 from smckit.state import take
 from smckit.weights import Weighted, validate, weigh
@@ -74,13 +75,15 @@ class Population(Protocol):
     rng: RNG
     rebirth_noise: float
 
-    def start(self, log_w: Array) -> None:
+    def start(self, log_w: Array, state: Any) -> None:
         """Called once at step 0, before the first reweighting (ranks agree on layouts here).
 
         Parameters
         ----------
         log_w : array, shape (*batch, n)
             The uniform initial log-weights ``-log n_total``, in the run's weight dtype.
+        state : state, leaves of shape (*batch, n, *event)
+            The initial particles.
         """
 
     def reweigh(self, log_w: Array, *, step: int) -> Weighted:
@@ -98,11 +101,8 @@ class Population(Protocol):
             With ``log_z``, ``ess`` and ``bad`` of shape (*batch,) for the whole population.
         """
 
-    def ess_fraction(self, weighted: Weighted) -> Array:
-        """What the resampling policy looks at: an ESS fraction in (0, 1] of shape (*batch,)."""
-
-    def resample(self, t: int, particles: Any, log_w: Array, decision: Any) -> Moved:
-        """Resample the rows ``decision`` selects.
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+        """Resample the rows that ``policy`` selects, given the ESS of the last reweighting.
 
         Parameters
         ----------
@@ -110,7 +110,8 @@ class Population(Protocol):
         particles : state, leaves of shape (*batch, n, *event)
         log_w : array, shape (*batch, n)
             Normalised log-weights.
-        decision : bool or boolean array of shape (*batch,)
+        policy : Policy
+            Asked once, with the ESS fraction this kind of population resamples on (none for a static policy).
 
         Returns
         -------
@@ -165,13 +166,15 @@ class Local:
         self._log_n = math.log(n)
         self._uniform: Array = None
         self._identity: Array = None
+        self.ess: Array = None  # of the last reweighting, shape (*batch,)
 
-    def start(self, log_w: Array) -> None:
+    def start(self, log_w: Array, state: Any) -> None:
         """Build the constants of the run (uniform log-weights, identity ancestors); see :meth:`Population.start`.
 
         Parameters
         ----------
         log_w : array, shape (*batch, n)
+        state : state
         """
         xp = namespace(log_w)
         self._uniform = xp.full(tuple(log_w.shape), -self._log_n, dtype=log_w.dtype, device=device_of(log_w))
@@ -189,28 +192,27 @@ class Local:
         -------
         Weighted
         """
-        return weigh(log_w)
+        weighted = weigh(log_w)
+        self.ess = weighted.ess
+        return weighted
 
-    def ess_fraction(self, weighted: Weighted) -> Array:
-        """``ESS / n`` per row."""
-        return weighted.ess / self.n
-
-    def resample(self, t: int, particles: Any, log_w: Array, decision: Any) -> Moved:
-        """Run the scheme where ``decision`` says, check its output, gather the particles of those rows.
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+        """Run the scheme where ``policy`` says (on ``ESS / n``), check its output, gather the particles.
 
         Parameters
         ----------
         t : int
         particles : state, leaves of shape (*batch, n, *event)
         log_w : array, shape (*batch, n)
-        decision : bool or boolean array of shape (*batch,)
-            Per-row decisions are read back to the host: rows that keep their particles are not resampled at
-            all when no row is selected, and keep their own particles otherwise.
+        policy : Policy
+            Per-row decisions are read back to the host: when no row is selected the scheme does not run, and
+            rows that are not selected keep their own particles.
 
         Returns
         -------
         Moved
         """
+        decision = policy.decide(t, None if policy.static else self.ess / self.n)
         mask = None
         if not isinstance(decision, bool):
             selected = to_host(decision)  # (*batch,) booleans: free on the host, one small copy on an accelerator
