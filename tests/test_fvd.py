@@ -143,6 +143,45 @@ def test_same_seed_same_draws():
     np.testing.assert_array_equal(a.ancestors, b.ancestors)
 
 
+def test_a_seed_works_like_an_rng():
+    """An int seed or a SeedSequence, as every built-in accepts (issue 17: it raised AttributeError)."""
+    log_w = np.log(RNG(8).uniform((5, 64)))
+    expected = FlemingViot()(log_w, RNG(11)).ancestors
+    np.testing.assert_array_equal(FlemingViot()(log_w, 11).ancestors, expected)
+    np.testing.assert_array_equal(FlemingViot()(log_w, np.random.SeedSequence(11)).ancestors, expected)
+
+
+@pytest.mark.parametrize(("backend", "dtype"), [("numpy", "float16"), ("torch", "float16"), ("torch", "bfloat16")])
+def test_half_precision_log_weights(backend, dtype):
+    """Half-precision log-weights are widened to float32 (exactly) before anything is summed: 70,000 equal float16
+    weights, whose float16 sum is +inf, are equal weights (no deaths); other values give the float32 result."""
+
+    def half(x):
+        if dtype == "bfloat16":
+            return torch.from_numpy(np.asarray(x, np.float32)).bfloat16()
+        return as_backend(x, backend, "float16")
+
+    equal = half(np.zeros((2, 70_000)))
+    out = FlemingViot()(equal, RNG(0))
+    assert int(host(out.info["deaths"]).sum()) == 0
+    np.testing.assert_array_equal(host(out.ancestors), np.broadcast_to(np.arange(70_000), (2, 70_000)))
+    assert out.log_weights.dtype == equal.dtype
+    values = half(np.log(RNG(2).uniform((4, 40))) * 3.0)
+    widened = values.float() if dtype == "bfloat16" or backend == "torch" else values.astype(np.float32)
+    for res in (
+        FlemingViot(),
+        FlemingViot(beta=0.5, keep_target=True),
+        FlemingViot(absorption=0.3, controller="exact"),
+    ):
+        got, ref = res(values, RNG(3)), res(widened, RNG(3))
+        np.testing.assert_array_equal(host(got.ancestors), host(ref.ancestors))
+        np.testing.assert_array_equal(host(got.info["deaths"]), host(ref.info["deaths"]))
+    # keep_target's output log-weights are float32 (half precision cannot hold them accurately), the zeros are not.
+    assert str(got.log_weights.dtype) == str(values.dtype)
+    kept = FlemingViot(beta=0.5, keep_target=True)(values, RNG(3)).log_weights
+    assert str(kept.dtype) in ("float32", "torch.float32")
+
+
 @pytest.mark.parametrize("parent", ["excess", "survivors-uniform", "survivors-weighted"])
 @pytest.mark.parametrize("controller", ["robbins-monro", "exact", None])
 def test_at_least_one_survivor_always(parent, controller):

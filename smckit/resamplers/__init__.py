@@ -12,7 +12,7 @@ multinomial     yes         none          yes             yes      iid draws, so
 systematic      yes         floor/ceil    yes             yes      one uniform per row
 stratified      yes         none          yes             yes      one uniform per stratum
 residual        yes         >= floor      yes             yes      floors + multinomial remainder
-ssp             yes         floor/ceil    no              no       Srinivasan sampling process
+ssp             yes         floor/ceil    no              yes      Srinivasan sampling process
 killing         yes         none          no              no       survivors keep their slot
 ==============  ==========  ============  ==============  =======  ==============================
 

@@ -23,6 +23,7 @@ __all__ = [
     "ancestors_from_cumulative",
     "expand",
     "take_along",
+    "put_along",
     "count_below",
     "multinomial_cumulative_counts",
 ]
@@ -69,7 +70,16 @@ def quotient(numerator: Any, denominator: Array) -> Array:
 
 
 def cummax(x: Array) -> Array:
-    """Running maximum along the last axis."""
+    """Running maximum along the last axis.
+
+    Parameters
+    ----------
+    x : array, shape (..., m)
+
+    Returns
+    -------
+    array, the shape of ``x``
+    """
     if is_torch(x):
         import torch
 
@@ -165,12 +175,45 @@ def take_along(x: Array, idx: Array) -> Array:
     """``take_along_axis(x, idx, axis=-1)`` for non-negative indices and equal leading shapes.
 
     array_api_compat's torch version adds a pass to wrap negative indices, which never occur here.
+
+    Parameters
+    ----------
+    x : array, shape (rows, m)
+    idx : int64 array, shape (rows, k)
+        In ``[0, m)``.
+
+    Returns
+    -------
+    array, shape (rows, k)
+        ``x[r, idx[r, j]]``.
     """
     if is_torch(x):
         import torch
 
         return torch.gather(x, -1, idx)
     return np.take_along_axis(x, idx, axis=-1)
+
+
+def put_along(x: Array, idx: Array, values: Array) -> Array:
+    """A copy of ``x`` with ``values`` written at ``idx`` along the last axis: ``out[r, idx[r, j]] = values[r, j]``.
+
+    Parameters
+    ----------
+    x : array, shape (rows, m)
+    idx : int64 array, shape (rows, k)
+        Non-negative and distinct within a row (with repeats, which value lands is unspecified).
+    values : array, shape (rows, k)
+        The dtype of ``x``.
+
+    Returns
+    -------
+    array, shape (rows, m)
+    """
+    if is_torch(x):
+        return x.scatter(-1, idx, values)
+    out = x.copy()
+    np.put_along_axis(out, idx, values, axis=-1)
+    return out
 
 
 def _take(x: Array, idx: Array) -> Array:

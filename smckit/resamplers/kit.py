@@ -15,7 +15,7 @@ Input and rows
 Cumulative counts
     :func:`scaled_positions`, :func:`guard_cumulative`, :func:`multinomial_cumulative_counts`,
     :func:`ancestors_from_cumulative`, :func:`expand`, :func:`count_below` and the small helpers
-    :func:`quotient`, :func:`cummax`, :func:`take_along`.
+    :func:`quotient`, :func:`cummax`, :func:`take_along`, :func:`put_along`.
 Killing and refilling
     :func:`refill` (public arrays) and :func:`refill_rows` (prepared rows).
 
@@ -58,6 +58,7 @@ from smckit.resamplers._cumulative import (
     expand,
     guard_cumulative,
     multinomial_cumulative_counts,
+    put_along,
     quotient,
     scaled_positions,
     take_along,
@@ -96,6 +97,7 @@ __all__ = [
     "ancestors_from_cumulative",
     "expand",
     "take_along",
+    "put_along",
     "count_below",
     "multinomial_cumulative_counts",
     "refill",

@@ -10,7 +10,7 @@ import numpy as np
 from smckit.backend import Array
 from smckit.resamplers._compiled import jit, record, running_max
 from smckit.resamplers.base import Capabilities
-from smckit.resamplers.kit import Outcome, Prepared, Scheme, expand, quotient
+from smckit.resamplers.kit import Outcome, Prepared, Scheme, ancestors_from_cumulative, put_along, quotient
 
 __all__ = ["SSP"]
 
@@ -35,19 +35,20 @@ class SSP(Scheme):
 
     The two cases agree where they meet: at ``a + b = 1`` both make i the one that ends with the extra draw
     exactly when ``U < a``. So the outcome does not hinge on the last bit of ``a + b``, where two fractions that
-    sum to 1 in exact arithmetic fall on either side of 1 depending on how ``exp`` and the sums rounded: numpy
-    arrays, CPU tensors and the compiled kernel give the same ancestors for the same draws, and weights
-    ``k_i / n`` give exactly ``k_i`` copies (up to events of probability about 2**-52).
+    sum to 1 in exact arithmetic fall on either side of 1 depending on how ``exp`` and the sums rounded; and the
+    ancestors are built from the counts alone (each particle's floor plus its extra draw, in particle order), not
+    from the order in which the draws were settled. So numpy arrays, CPU tensors and the compiled kernel give the
+    same ancestors for the same draws, and weights ``k_i / n`` give exactly ``k_i`` copies (up to events of
+    probability about 2**-52 per pairing).
 
     A particle with ``p_i = 0`` (a zero weight in particular) never receives the extra draw: it can only hold
     an open fraction of exactly 0, which loses every pairing with a positive one.
 
-    Ancestors are not sorted (the extra draws follow the settling order). The population size is kept:
-    ``n_out`` must equal ``n``.
+    Ancestors come back sorted. The population size is kept: ``n_out`` must equal ``n``.
     """
 
     name = "ssp"
-    capabilities = Capabilities(unbiased=True, count_bounds="floor_ceil", variable_size=False, sorted_ancestors=False)
+    capabilities = Capabilities(unbiased=True, count_bounds="floor_ceil", variable_size=False, sorted_ancestors=True)
 
     def reference(self, prep: Prepared) -> Outcome:
         """Ancestors of shape (rows, n) by the array API."""
@@ -89,20 +90,21 @@ class SSP(Scheme):
                 keep = xp.concat([keep, holder[:, -1:]], axis=-1)
             open_frac, holder = frac, keep
 
+        # Each pairing settles one particle, so the settled particles and the last holder are a permutation of the
+        # row: each particle's extra draw (0 or 1) is written at its index. The last open fraction is 0 or 1 up to
+        # round-off, and is settled exactly from the integer number of draws left.
         settled = xp.astype(xp.concat(settled_val, axis=-1), xp.int64) if settled_val else left[:, :0]
-        last = left - xp.sum(settled, axis=-1, keepdims=True)  # the last open fraction, settled exactly: 0 or 1
-        sources = xp.concat([xp.broadcast_to(prep.arange(n), (rows, n)), *settled_idx, holder], axis=-1)
-        counts = xp.concat([whole, settled, last], axis=-1)
-        return Outcome(expand(prep, sources, counts, n))
+        last = left - xp.sum(settled, axis=-1, keepdims=True)
+        order = xp.concat([*settled_idx, holder], axis=-1)
+        extra = put_along(xp.zeros_like(whole), order, xp.concat([settled, last], axis=-1))
+        return Outcome(ancestors_from_cumulative(prep, xp.cumulative_sum(whole + extra, axis=-1), n))
 
     def compiled(self, prep: Prepared) -> Outcome:
         """Ancestors of shape (rows, n) by :func:`_ssp`, the reference's bit for bit."""
         rows, n = prep.rows, prep.n
         u = prep.uniform((rows * (n - 1),))
         out = np.zeros((rows, n), np.int64)
-        settled = max(n - 1, 0)
-        scratch = (np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.int64))
-        _ssp(prep.w, prep.sums, u, *scratch, np.empty(settled, np.int64), np.empty(settled, np.bool_), out)
+        _ssp(prep.w, prep.sums, u, np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.int64), out)
         return Outcome(out)
 
 
@@ -117,7 +119,8 @@ def _pairs_per_level(n: int) -> list[int]:
 
 @jit
 def _floor_and_fraction(weights: Any, scale: float, whole: Any, frac: Any) -> int:
-    """``e_i = w_i * scale``: write ``floor(e_i)`` (int64) and ``e_i - floor(e_i)``; return the sum of floors."""
+    """``e_i = w_i * scale``: write ``floor(e_i)`` (int64) and ``e_i - floor(e_i)``; return the sum of floors (the
+    reference's ``whole``, ``open_frac`` and ``n - left``)."""
     placed = 0
     for i in range(weights.shape[0]):
         e = weights[i] * scale
@@ -129,16 +132,16 @@ def _floor_and_fraction(weights: Any, scale: float, whole: Any, frac: Any) -> in
 
 
 @jit
-def _ssp(w: Any, sums: Any, u: Any, whole: Any, frac: Any, holder: Any, source: Any, extra: Any, out: Any) -> None:
-    """Per row: the floors, the pairing tree in place (pair j of a level lands at j <= 2j), then the expansion."""
+def _ssp(w: Any, sums: Any, u: Any, counts: Any, frac: Any, holder: Any, out: Any) -> None:
+    """Per row: the floors, the pairing tree in place (pair j of a level lands at j <= 2j), each settled particle's
+    extra draw added to its count, then the counts recorded into ``out``."""
     rows, n = w.shape
     for r in range(rows):
-        left = n - _floor_and_fraction(w[r], n / sums[r], whole, frac)
+        left = n - _floor_and_fraction(w[r], n / sums[r], counts, frac)
         for i in range(n):
             holder[i] = i
         m = n
         level_start = 0
-        t = 0
         while m > 1:
             pairs = m // 2
             base = level_start + r * pairs
@@ -153,9 +156,8 @@ def _ssp(w: Any, sums: Any, u: Any, whole: Any, frac: Any, holder: Any, source: 
                 first_wins = u[base + j] * (p + (1.0 - a if over else b)) < p
                 winner = first if first_wins else second
                 loser = second if first_wins else first
-                source[t] = winner if over else loser
-                extra[t] = over
-                t += 1
+                counts[winner if over else loser] += over
+                left -= over
                 frac[j] = total - (1.0 if over else 0.0)
                 holder[j] = loser if over else winner
             if m % 2:
@@ -163,22 +165,10 @@ def _ssp(w: Any, sums: Any, u: Any, whole: Any, frac: Any, holder: Any, source: 
                 holder[pairs] = holder[m - 1]
             level_start += rows * pairs
             m = pairs + m % 2
-        # Expand: the floors of every particle, then the settled extra draws in settling order, then the last
-        # open fraction (settled exactly from the integer number of draws left).
+        counts[holder[0]] += left  # the last open fraction, settled exactly from the draws left: 0 or 1
         hist = out[r]
         placed = 0
         for i in range(n):
-            placed += whole[i]
+            placed += counts[i]
             record(hist, placed, i)
         running_max(hist)
-        last = left
-        for s in range(t):
-            if extra[s]:
-                last -= 1
-                if placed < n:
-                    hist[placed] = source[s]
-                placed += 1
-        for _ in range(last):
-            if placed < n:
-                hist[placed] = holder[0]
-            placed += 1
