@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
 import smckit  # noqa: E402
+from smckit_fvd import FlemingViot  # noqa: E402
 from smckit import Always, FeynmanKac  # noqa: E402
 from smckit.distributed import (  # noqa: E402
     Comm,
@@ -251,7 +252,13 @@ def _check_islands(comm: Comm, group) -> dict:
     on_torch = run_islands(
         Bootstrap(_ssm(), torch.as_tensor(_observations()), batch_shape=(3,)), N_LG, interaction=3, seed=1, group=group
     )
+    multinomial = run_islands(model, N_LG, resampler="multinomial", interaction=2, seed=78, group=group)
+    # Non-uniform output weights: the island's output mass must enter its island weight (and so the evidence).
+    kept = FlemingViot(keep_target=True, beta=0.6)
+    fleming_viot = run_islands(model, N_LG, resampler=kept, policy=Always(), interaction=3, seed=79, group=group)
     return {
+        "log_z_multinomial": np.asarray(multinomial.log_evidence),
+        "log_z_fleming_viot": np.asarray(fleming_viot.log_evidence),
         "torch": (type(on_torch.log_evidence).__name__, tuple(on_torch.particles.shape)),
         "log_z": np.asarray(res.log_evidence),
         "island_steps": [t for t, i in enumerate(res.history.info) if "island_ancestors" in i],
@@ -315,6 +322,9 @@ def _errors(comm: Comm, group) -> dict:
         "nan": outcome(lambda: run_sharded(_Toy(nan_at=2 if r == 0 else -1), 8 * comm.size, seed=0, group=group)),
         "seeds": outcome(lambda: run_sharded(_Toy(), 8 * comm.size, seed=r, group=group)),
         "divisible": outcome(lambda: run_sharded(_Toy(), 8 * comm.size + 1, seed=0, group=group)),
+        "islands_nan": outcome(
+            lambda: run_islands(_Toy(nan_at=2 if r == 0 else -1), 8 * comm.size, seed=0, group=group)
+        ),
         "islands_fail": outcome(
             lambda: run_islands(_Toy(fail_at=2 if r == 0 else -1), 8 * comm.size, seed=0, group=group)
         ),
@@ -531,6 +541,8 @@ def test_island_evidence_is_unbiased_against_kalman(ranks, size):
     exact = float(kalman_filter(_ssm(), _observations()).log_likelihood)
     got = ranks[0][size]["islands"]
     _evidence_ratio_check(got["log_z"], exact)
+    _evidence_ratio_check(got["log_z_multinomial"], exact)
+    _evidence_ratio_check(got["log_z_fleming_viot"], exact)
     assert got["island_steps"] == [t for t in range(1, T_LG) if t % 2 == 0]
     assert got["torch"] == ("Tensor", (3, N_LG // size, 1))
     for r in range(1, size):
@@ -591,7 +603,13 @@ def test_rows_results_do_not_depend_on_the_number_of_ranks(ranks):
 @pytest.mark.parametrize("size", SIZES)
 def test_errors_reach_every_rank(ranks, size):
     errors = [ranks[r][size]["errors"] for r in range(size)]
+    # The rank that holds the NaN words it exactly as a single process does (one loop, one wording).
+    with pytest.raises(smckit.InvalidWeightsError) as single:
+        smckit.run(_Toy(nan_at=2), 8 * size, seed=0)
+    assert errors[0]["nan"] == ("InvalidWeightsError", str(single.value))
+    assert errors[0]["islands_nan"] == ("InvalidWeightsError", str(single.value))
     for r, e in enumerate(errors):
+        assert e["islands_nan"][0] == "InvalidWeightsError"
         assert e["event"][0] == "ShapeError" and "disagree" in e["event"][1]
         assert e["batch"][0] == "ShapeError"
         assert e["fails"][0] == ("RuntimeError" if r == 1 else "ProcessGroupError")

@@ -24,6 +24,7 @@ __all__ = [
     "rebirth_noise_of",
     "check_first_potential",
     "check_step",
+    "check_state",
     "check_resampled",
     "on_host",
 ]
@@ -115,17 +116,14 @@ def check_first_potential(model: FeynmanKac, log_g: Any, state: Any, n: int) -> 
     return batch
 
 
-def check_step(
-    model: FeynmanKac, t: int, log_g: Any, state: Any, reference: Array, batch: tuple[int, ...], n: int
-) -> None:
-    """Step t >= 1: shapes (host metadata only) and the potential's backend, device and dtype.
+def check_step(model: FeynmanKac, t: int, log_g: Any, reference: Array, batch: tuple[int, ...], n: int) -> None:
+    """Step t >= 1: the potential's shape (host metadata only), backend, device and dtype.
 
     Parameters
     ----------
     model : FeynmanKac
     t : int
     log_g : array, shape (*batch, n)
-    state : state, leaves of shape (*batch, n, *event)
     reference : array
         The first log-potential of the run.
     batch : tuple of int
@@ -145,6 +143,24 @@ def check_step(
         or getattr(log_g, "device", None) != getattr(reference, "device", None)
     ):
         check_compatible(reference, log_g, what=where)
+
+
+def check_state(model: FeynmanKac, t: int, state: Any, batch: tuple[int, ...], n: int) -> None:
+    """Step t >= 1: every leaf of the proposed state has the layout (*batch, n, *event) (shapes only).
+
+    Parameters
+    ----------
+    model : FeynmanKac
+    t : int
+    state : state
+    batch : tuple of int
+    n : int
+
+    Raises
+    ------
+    ShapeError
+        Naming ``propose`` and the step.
+    """
     _check_layout(model, "propose", t, state, batch, n)
 
 
@@ -163,7 +179,7 @@ def _check_layout(model: FeynmanKac, method: str, t: int, state: Any, batch: tup
 
 
 def check_resampled(
-    out: Any, log_w: Array, resampler: Any, t: int, *, uniform: bool
+    out: Any, log_w: Array, resampler: Any, t: int, *, uniform: bool, defer: bool = False
 ) -> tuple[Array, Array | None, Array | None]:
     """Check what a resampler returned before it indexes anything.
 
@@ -178,6 +194,8 @@ def check_resampled(
     t : int
     uniform : bool
         Whether the scheme declares uniform output weights (they are then not used).
+    defer : bool
+        Check values through a device flag instead of reading them back (on an accelerator).
 
     Returns
     -------
@@ -214,7 +232,7 @@ def check_resampled(
         raise BackendError(f"{where} returned ancestors of dtype {anc.dtype}; ancestors are integer indices")
     n = shape[-1]
     flag = None
-    if on_host(anc):
+    if not defer:
         if anc.size and (int(xp.min(anc)) < 0 or int(xp.max(anc)) >= n):
             low, high = int(xp.min(anc)), int(xp.max(anc))
             raise InvalidArgumentError(
@@ -235,7 +253,7 @@ def check_resampled(
     if uniform:
         return anc, None, flag
     out_w = xp.astype(out_w, log_w.dtype)
-    if on_host(out_w):
+    if not defer:
         check_finite_or_minus_inf(out_w, step=t, what=f"the output log-weights of the resampler {name!r}")
         if bool(xp.any(xp.all(out_w == -float("inf"), axis=-1))):
             raise InvalidArgumentError(f"{where} returned output log-weights that are all -inf in a row")

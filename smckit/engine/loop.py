@@ -36,6 +36,7 @@ from smckit.engine.checks import (
     check_first_potential,
     check_model,
     check_n_particles,
+    check_state,
     check_step,
     on_host,
     rebirth_noise_of,
@@ -284,8 +285,9 @@ class SMC:
         try:
             prev = state
             state = model.propose(t, prev, self.rng)
+            check_state(model, t, state, self._batch, pop.n)
             log_g = model.log_potential(t, prev, state)
-            check_step(model, t, log_g, state, self._reference, self._batch, pop.n)
+            check_step(model, t, log_g, self._reference, self._batch, pop.n)
         except Exception as exc:
             pop.fail(exc, step=t)
             raise
@@ -334,6 +336,14 @@ class SMC:
         if pending is None:
             return
         bad_weights, bad_output = pending.read()
+        if bad_output:  # the scheme's output explains any bad weights that followed from it
+            raise InvalidWeightsError(
+                f"the resampler {getattr(self.resampler, 'name', self.resampler)!r} at step {pending.t} returned "
+                f"ancestors outside [0, {self.n - 1}] or NaN/+inf output log-weights (checked on the device)",
+                step=pending.t,
+                count=0,
+                result=self._partial(pending.partial),
+            )
         if bad_weights:
             self.population.explain(
                 pending.x,
@@ -341,14 +351,6 @@ class SMC:
                 pending.weighted,
                 step=pending.t,
                 what=self._what(),
-                result=self._partial(pending.partial),
-            )
-        if bad_weights or bad_output:
-            raise InvalidWeightsError(
-                f"the resampler {getattr(self.resampler, 'name', self.resampler)!r} at step {pending.t} returned "
-                f"ancestors outside [0, {self.n - 1}] or NaN/+inf output log-weights (checked on the device)",
-                step=pending.t,
-                count=0,
                 result=self._partial(pending.partial),
             )
 

@@ -21,7 +21,7 @@ import math
 from typing import Any, NamedTuple, Protocol
 
 from smckit.backend import Array, device_of, namespace, to_host
-from smckit.engine.checks import check_resampled
+from smckit.engine.checks import check_resampled, on_host
 from smckit.policy import Policy
 from smckit.random import RNG
 from smckit.state import take
@@ -167,6 +167,7 @@ class Local:
         self._uniform: Array = None
         self._identity: Array = None
         self.ess: Array = None  # of the last reweighting, shape (*batch,)
+        self.defer = False  # check the scheme's output through device flags (set at step 0 on an accelerator)
 
     def start(self, log_w: Array, state: Any) -> None:
         """Build the constants of the run (uniform log-weights, identity ancestors); see :meth:`Population.start`.
@@ -177,6 +178,7 @@ class Local:
         state : state
         """
         xp = namespace(log_w)
+        self.defer = not on_host(log_w)
         self._uniform = xp.full(tuple(log_w.shape), -self._log_n, dtype=log_w.dtype, device=device_of(log_w))
         self._identity = xp.broadcast_to(xp.arange(self.n, dtype=xp.int64, device=device_of(log_w)), tuple(log_w.shape))
 
@@ -223,7 +225,9 @@ class Local:
         elif not decision:
             return Moved(particles, log_w, False, None, None, {}, None)
         out = self.resampler(log_w, self.rng)
-        ancestors, out_w, flag = check_resampled(out, log_w, self.resampler, t, uniform=self._uniform_output)
+        ancestors, out_w, flag = check_resampled(
+            out, log_w, self.resampler, t, uniform=self._uniform_output, defer=self.defer
+        )
         xp = namespace(log_w)
         new_w = self._uniform if out_w is None else out_w - self._log_n
         reborn = out.reborn
