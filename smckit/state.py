@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from smckit.backend import Array, check_compatible, device_of, namespace
+from smckit.backend import Array, check_compatible, device_of, is_torch, namespace
 from smckit.errors import ShapeError
 
 __all__ = ["tree_map", "leaves", "take", "num_particles"]
@@ -119,7 +119,7 @@ def take(state: State, ancestors: Array) -> State:
     batch = tuple(ancestors.shape[:-1])
     n_out = ancestors.shape[-1]
     rows = math.prod(batch)
-    cache: dict[tuple[str, int], Array] = {}
+    cache: dict[Any, Array] = {}
 
     def flat_index(leaf: Array) -> Array:
         # One gather over the flattened (rows * n) axis serves every backend: row r's index i becomes r*n + i.
@@ -141,11 +141,19 @@ def take(state: State, ancestors: Array) -> State:
                 f"{tuple(ancestors.shape)}: expected (*batch, n, *event) with batch = {batch}"
             )
         check_compatible(ancestors, leaf, what="a state array given to take()", dtype=False)
-        xp = namespace(leaf)
         event = tuple(leaf.shape[len(batch) + 1 :])
+        if is_torch(leaf):  # one gather kernel along the particle axis, the index broadcast over the event axes
+            index = torch_index().reshape(*batch, n_out, *(1,) * len(event)).expand(*batch, n_out, *event)
+            return leaf.gather(len(batch), index)
+        xp = namespace(leaf)
         n = leaf.shape[len(batch)]
         flat = xp.reshape(leaf, (rows * n, *event))
         out = xp.take(flat, flat_index(leaf), axis=0)
         return xp.reshape(out, (*batch, n_out, *event))
+
+    def torch_index() -> Array:
+        if "torch" not in cache:
+            cache["torch"] = ancestors.long()  # no copy when already int64
+        return cache["torch"]
 
     return tree_map(take_leaf, state)

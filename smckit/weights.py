@@ -173,11 +173,11 @@ def weigh(log_w: Array) -> Weighted:
         Exactly invariant to a common shift of a row of ``log_w``.
     """
     if type(log_w) is np.ndarray:
-        m = np.max(log_w, axis=-1, keepdims=True)
-        if np.isfinite(m).all():  # no NaN, no +inf, no empty row: nothing below can warn
-            return _weigh_shifted(np, log_w, m)
+        m = np.maximum.reduce(log_w, axis=-1, keepdims=True)
+        if np.isfinite(m).all():  # no NaN, no +inf, no empty row: nothing below can warn, no row is bad
+            return _weigh_numpy(log_w, m, np.zeros(m.shape[:-1], dtype=bool))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return _weigh_shifted(np, log_w, np.where(np.isfinite(m), m, 0.0))
+            return _weigh_numpy(log_w, np.where(np.isfinite(m), m, 0.0), None)
     if is_torch(log_w):
         m = log_w.amax(dim=-1, keepdim=True).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
         shifted = log_w - m
@@ -185,15 +185,12 @@ def weigh(log_w: Array) -> Weighted:
         total = w.sum(dim=-1, keepdim=True)
         log_total = total.log()
         log_z = (log_total + m).squeeze(-1)
-        total = total.squeeze(-1)
-        ess_value = total * total / (w * w).sum(dim=-1)
-        return Weighted(log_z, shifted.sub_(log_total), ess_value, ~log_z.isfinite())
+        ess_value = (total.squeeze(-1) / torch_norm(w)).square()
+        # x - x is NaN exactly for NaN and +-inf: two kernels, where isfinite takes five.
+        return Weighted(log_z, shifted.sub_(log_total), ess_value, (log_z - log_z).isnan())
     xp = namespace(log_w)
     m = xp.max(log_w, axis=-1, keepdims=True)
-    return _weigh_shifted(xp, log_w, xp.where(xp.isfinite(m), m, xp.zeros_like(m)))
-
-
-def _weigh_shifted(xp: Any, log_w: Array, m: Array) -> Weighted:
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     shifted = log_w - m
     w = xp.exp(shifted)
     total = xp.sum(w, axis=-1, keepdims=True)
@@ -202,6 +199,26 @@ def _weigh_shifted(xp: Any, log_w: Array, m: Array) -> Weighted:
     total = xp.squeeze(total, axis=-1)
     ess_value = total * total / xp.sum(w * w, axis=-1)
     return Weighted(log_z, shifted - log_total, ess_value, ~xp.isfinite(log_z))
+
+
+def torch_norm(w: Array) -> Array:
+    """The Euclidean norm of each row of a tensor (one kernel)."""
+    import torch
+
+    return torch.linalg.vector_norm(w, dim=-1)
+
+
+def _weigh_numpy(log_w: np.ndarray, m: np.ndarray, bad: np.ndarray | None) -> Weighted:
+    """The numpy path of :func:`weigh`, with ufunc methods (numpy's function wrappers cost microseconds)."""
+    shifted = np.subtract(log_w, m)
+    w = np.exp(shifted)
+    total = np.add.reduce(w, axis=-1, keepdims=True)
+    log_total = np.log(total)
+    log_z = (log_total + m)[..., 0]
+    total = total[..., 0]
+    squares = np.vdot(w, w) if w.ndim == 1 else np.add.reduce(w * w, axis=-1)
+    np.subtract(shifted, log_total, out=shifted)
+    return Weighted(log_z, shifted, total * total / squares, ~np.isfinite(log_z) if bad is None else bad)
 
 
 def reweigh(log_w: Array) -> tuple[Array, Array, Array]:

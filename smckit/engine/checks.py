@@ -165,6 +165,9 @@ def check_state(model: FeynmanKac, t: int, state: Any, batch: tuple[int, ...], n
 
 
 def _check_layout(model: FeynmanKac, method: str, t: int, state: Any, batch: tuple[int, ...], n: int) -> None:
+    if is_numpy(state) or is_torch(state):  # the common case, a single array: one comparison
+        if tuple(state.shape[: len(batch) + 1]) == (*batch, n):
+            return
     try:
         n_state = num_particles(state, len(batch))
     except ShapeError as err:
@@ -222,26 +225,27 @@ def check_resampled(
         raise ShapeError(
             f"{where} returned ancestors of shape {got}; the engine keeps the population size, expected {shape}"
         )
-    if is_torch(anc) != is_torch(log_w) or str(getattr(anc, "device", "cpu")) != str(getattr(log_w, "device", "cpu")):
+    if type(anc) is not type(log_w) or getattr(anc, "device", None) != getattr(log_w, "device", None):
         raise BackendError(
             f"{where} returned ancestors as a {describe(anc)}; expected the backend and device of the "
             f"log-weights, {describe(log_w)}"
         )
-    xp = namespace(anc)
-    if is_floating(anc) or not xp.isdtype(anc.dtype, "integral"):
+    if _kind(anc) not in "iu":
         raise BackendError(f"{where} returned ancestors of dtype {anc.dtype}; ancestors are integer indices")
     n = shape[-1]
     flag = None
     if not defer:
-        if anc.size and (int(xp.min(anc)) < 0 or int(xp.max(anc)) >= n):
-            low, high = int(xp.min(anc)), int(xp.max(anc))
+        low, high = (int(anc.min()), int(anc.max())) if anc.shape[-1] else (0, 0)
+        if low < 0 or high >= n:
             raise InvalidArgumentError(
                 f"{where} returned ancestors in [{low}, {high}]; indices must lie in [0, {n - 1}] (an index of "
                 f"{n} or -1 would take a particle of a neighbouring batch row)"
             )
     else:
-        flag = xp.any((anc < 0) | (anc >= n))
-        anc = xp.clip(anc, 0, n - 1)  # never index another row, whatever the deferred check finds
+        xp = namespace(anc)
+        clipped = xp.clip(anc, 0, n - 1)  # never index another row, whatever the deferred check finds
+        flag = xp.any(clipped != anc)
+        anc = clipped
     out_w = out.log_weights
     if not hasattr(out_w, "shape") or tuple(out_w.shape) != shape:
         got = tuple(out_w.shape) if hasattr(out_w, "shape") else type(out_w).__name__
@@ -252,6 +256,7 @@ def check_resampled(
         )
     if uniform:
         return anc, None, flag
+    xp = namespace(out_w)
     out_w = xp.astype(out_w, log_w.dtype)
     if not defer:
         check_finite_or_minus_inf(out_w, step=t, what=f"the output log-weights of the resampler {name!r}")
@@ -261,6 +266,15 @@ def check_resampled(
         bad = xp.any(xp.isnan(out_w) | (out_w == float("inf")))
         flag = bad if flag is None else flag | bad
     return anc, out_w, flag
+
+
+def _kind(x: Array) -> str:
+    """numpy's one-letter dtype kind ("f", "i", "u", "b", ...) of a numpy array or torch tensor."""
+    if is_numpy(x):
+        return str(x.dtype.kind)
+    if x.dtype.is_floating_point or x.dtype.is_complex:
+        return "f"
+    return "b" if str(x.dtype) == "torch.bool" else "i"
 
 
 def _name(resampler: Any) -> str:

@@ -326,8 +326,8 @@ class SMC:
             return
         self._settle()
         xp = namespace(weighted.bad)
-        no_flag = xp.zeros((), dtype=xp.bool, device=device_of(x))
-        flags = xp.stack([xp.any(weighted.bad), no_flag if flag is None else flag])
+        bad = xp.any(weighted.bad)
+        flags = bad if flag is None else xp.stack([bad, flag])
         self._pending = _Pending(t, flags, x, log_g, weighted, partial)
 
     def _settle(self) -> None:
@@ -406,9 +406,11 @@ class _Pending:
             self.event.record()
 
     def read(self) -> tuple[bool, bool]:
+        """``(bad weights, bad scheme output)``, once the step's device work is done."""
         if self.event is not None:
             self.event.synchronize()
-        return bool(self.flags[0]), bool(self.flags[1])
+        values = [bool(v) for v in self.flags.reshape(-1).tolist()]
+        return values[0], len(values) > 1 and values[1]
 
 
 def run(

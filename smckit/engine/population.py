@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+
 from smckit.backend import Array, device_of, namespace, to_host
 from smckit.engine.checks import check_resampled, on_host
 from smckit.policy import Policy
@@ -215,6 +217,8 @@ class Local:
         Moved
         """
         decision = policy.decide(t, None if policy.static else self.ess / self.n)
+        if isinstance(decision, np.bool_):  # one row: a numpy scalar
+            decision = bool(decision)
         mask = None
         if not isinstance(decision, bool):
             selected = to_host(decision)  # (*batch,) booleans: free on the host, one small copy on an accelerator
