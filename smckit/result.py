@@ -192,9 +192,10 @@ class Result:
             return mean
         from smckit.variance import estimate_variance
 
-        return mean, estimate_variance(
-            to_host(self.log_weights), self._require_eve(), to_host(values), self._resamplings()
-        )
+        # The genealogy lives on the host (Eve indices): the variance is computed there, once, in float64.
+        log_w = to_host(self.log_weights, np.float64)
+        variance = estimate_variance(log_w, self._require_eve(), self._resamplings(), to_host(values, np.float64))
+        return mean, np.asarray(variance, dtype=np.float64)
 
     def log_evidence_variance(self) -> np.ndarray:
         """The single-run estimate of the variance of ``log_evidence``, shape (*batch,).
@@ -203,7 +204,8 @@ class Result:
         """
         from smckit.variance import log_evidence_variance
 
-        return log_evidence_variance(to_host(self.log_weights), self._require_eve(), self._resamplings())
+        log_w = to_host(self.log_weights, np.float64)
+        return np.asarray(log_evidence_variance(log_w, self._require_eve(), self._resamplings()), dtype=np.float64)
 
     def _require_eve(self) -> np.ndarray:
         if self.eve is None:
