@@ -4,6 +4,7 @@ The public API: :func:`run` and :class:`SMC` (the engine), :class:`FeynmanKac` (
 :class:`Resampled` (what a resampler returns), the resampling policies and the errors.
 """
 
+from smckit._version import __version__
 from smckit.engine import SMC, Step, run
 from smckit.errors import (
     AmbiguousPluginError,
@@ -19,13 +20,11 @@ from smckit.errors import (
     SMCError,
     UnknownPluginError,
 )
-from smckit.history import History, Result
 from smckit.model import FeynmanKac
 from smckit.policy import Always, ESSBelow, Every, Never, Policy, Window
 from smckit.random import RNG
 from smckit.resamplers.base import Capabilities, Resampled, Resampler
-
-__version__ = "0.1.0"
+from smckit.result import History, Result
 
 __all__ = [
     "run",

@@ -132,9 +132,9 @@ def _origin(ep: importlib.metadata.EntryPoint) -> tuple[str, str | None]:
 
 
 def _builtin_version() -> str:
-    import smckit
+    from smckit._version import __version__
 
-    return str(getattr(smckit, "__version__", "")) or "unknown"
+    return __version__
 
 
 def _describe_error(exc: BaseException) -> str:
