@@ -98,16 +98,18 @@ def time_engine(lib: str, n: int, policy: str, repeats: int) -> float:
     return 1e6 * float(np.median(times)) / STEPS
 
 
-def count_launches(n: int, policy: str, batch: tuple[int, ...] = (4,)) -> dict[str, float]:
-    """Per step: the engine's launches (the scheme's own counted apart), gathers and host reads."""
+def count_launches(
+    n: int, policy: str, batch: tuple[int, ...] = (4,), model: object = None, steps: int = STEPS
+) -> dict[str, float]:
+    """Per step: the engine's launches (the scheme's and the model's own counted apart), gathers, host reads."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     import smckit
     import smckit.engine.loop as loop
     import smckit.engine.population as population
 
-    counts = {"launches": 0, "scheme": 0, "syncs": 0, "gathers": 0}
-    inside = {"scheme": False}
+    counts = {"launches": 0, "scheme": 0, "model": 0, "syncs": 0, "gathers": 0}
+    inside = {"scheme": False, "model": False}
 
     class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -116,8 +118,8 @@ def count_launches(n: int, policy: str, batch: tuple[int, ...] = (4,)) -> dict[s
                 if not _in_pending_read():
                     counts["syncs"] += 1
             elif name not in VIEWS:
-                counts["scheme" if inside["scheme"] else "launches"] += 1
-            if name in ("index_select", "take", "gather", "index") and not inside["scheme"]:
+                counts["scheme" if inside["scheme"] else "model" if inside["model"] else "launches"] += 1
+            if name in ("index_select", "take", "gather", "index") and not (inside["scheme"] or inside["model"]):
                 counts["gathers"] += 1
             return func(*args, **(kwargs or {}))
 
@@ -142,22 +144,56 @@ def count_launches(n: int, policy: str, batch: tuple[int, ...] = (4,)) -> dict[s
             counts["syncs"] += 1
         return host(x, *args, **kwargs)
 
+    def marked(method):
+        def call(*args, **kwargs):
+            inside["model"] = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                inside["model"] = False
+
+        return call
+
     host = population.to_host
-    smc = smckit.SMC(_model("torch", n, batch), n, policy=_policy(policy), seed=0)
+    model = _model("torch", n, batch) if model is None else model
+    for name in ("propose", "log_potential", "rebirth"):
+        if hasattr(model, name):
+            setattr(model, name, marked(getattr(model, name)))
+    smc = smckit.SMC(model, n, policy=_policy(policy), seed=0)
     next(smc)
     smc._defer = smc.population.defer = True  # as on an accelerator
     smc.population.resampler = Scheme(smc.population.resampler)
     population.to_host = loop.to_host = counted_to_host
     try:
         with Count():
-            for _ in range(STEPS - 1):
+            for _ in range(steps - 1):
                 next(smc)
     finally:
         population.to_host = loop.to_host = host
-    steps = STEPS - 1
-    out = {k: v / steps for k, v in counts.items()}
-    out["resampling steps"] = int(smc.result.history.resampled.reshape(STEPS, -1).any(axis=1).sum())
+    out = {k: v / (steps - 1) for k, v in counts.items()}
+    out["resampling steps"] = int(smc.result.history.resampled.reshape(steps, -1).any(axis=1).sum())
     return out
+
+
+def steering_model():
+    """The bundled Gaussian-mixture steering model (30 DDPM steps, 4 groups, torch float32 on the CPU)."""
+    import torch
+
+    from smckit.diffusion import GaussianMixture, NoiseSchedule, RewardSteering
+    from smckit.diffusion.gmm import linear_reward
+
+    gmm = GaussianMixture([0.8, 0.2], [[-2.0, 0.0], [2.0, 0.0]], 0.25, dtype=torch.float32)
+    schedule = NoiseSchedule.linear(num_steps=30)
+    direction = torch.tensor([1.0, 0.0])
+    return RewardSteering(
+        gmm.denoiser(schedule),
+        schedule,
+        linear_reward(direction),
+        event_shape=(2,),
+        lam=1.0,
+        groups=4,
+        dtype=torch.float32,
+    )
 
 
 def _to_cpu(args, kwargs) -> bool:
@@ -231,6 +267,16 @@ def main() -> None:
                 f"| {n} | {policy} | {c['launches']:.1f} | {c['gathers']:.2f} | {c['syncs']:.2f} | "
                 f"{c['scheme']:.1f} | {c['resampling steps']} of {STEPS} |"
             )
+    model = steering_model()
+    print("\n## the bundled Gaussian-mixture steering model (30 DDPM steps, 4 groups of 256, torch float32)\n")
+    print("| policy | engine launches/step | gathers/step | syncs/step | scheme launches/step | model launches/step |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for policy in POLICIES:
+        c = count_launches(256, policy, model=steering_model(), steps=model.num_steps)
+        print(
+            f"| {policy} | {c['launches']:.1f} | {c['gathers']:.2f} | {c['syncs']:.2f} | {c['scheme']:.1f} | "
+            f"{c['model']:.1f} |"
+        )
     if args.launches_only:
         return
     checkouts = {"this": Path(smckit.__file__).resolve().parents[1]}
