@@ -33,7 +33,9 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "smckit.engine",
             "smckit.model",
+            "smckit.result",
             "smckit.history",
+            "smckit.plots",
             "smckit.policy",
             "smckit.errors",
             "smckit.weights",
@@ -44,9 +46,10 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("Resamplers and plugins", ("smckit.resamplers", "smckit.plugins", "smckit.testing")),
     ("Models", ("smckit.models",)),
-    ("Diagnostics", ("smckit.diagnostics",)),
+    ("Diagnostics, smoothing and error bars", ("smckit.diagnostics", "smckit.smoothing", "smckit.variance")),
     ("Diffusion steering", ("smckit.diffusion",)),
-    ("Command line", ("smckit.cli",)),
+    ("Distributed runs", ("smckit.distributed",)),
+    ("Command line and examples", ("smckit.cli", "smckit.examples")),
     ("Fleming-Viot plugin (smckit-fvd)", ("smckit_fvd",)),
 )
 
