@@ -26,6 +26,7 @@ from smckit.smoothing import (
     genealogy_paths,
     replay,
 )
+from smckit.smoothing.categorical import sample_each
 
 SSM = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)
 T = 12
@@ -183,10 +184,12 @@ def test_stochastic_volatility_transition_and_bound():
     _, y = sv.simulate(10, seed=0)
     model = Bootstrap(sv, y)
     res = smckit.run(model, 200, seed=1, history="full")
-    a = backward_sampling(res, model, 2000, method="quadratic", seed=2).estimate(lambda s: s[..., 0])
-    b = backward_sampling(res, model, 2000, method="reject", seed=3).estimate(lambda s: s[..., 0])
-    # two samples of 2000 paths from one law: the difference of means has SD sqrt(2 var / 2000), var < 0.1 here
-    assert np.all(np.abs(a - b) < 4 * math.sqrt(2 * 0.1 / 2000))
+    a = backward_sampling(res, model, 2000, method="quadratic", seed=2).paths[..., 0]
+    b = backward_sampling(res, model, 2000, method="reject", seed=3).paths[..., 0]
+    # two samples of 2000 paths, conditionally independent given the particles, from one law: the difference of
+    # their means at each step has standard error sqrt(var_a / 2000 + var_b / 2000)
+    se = np.sqrt((a.var(axis=-1) + b.var(axis=-1)) / 2000)
+    assert np.all(np.abs(a.mean(axis=-1) - b.mean(axis=-1)) < 4 * se)
     prev = np.linspace(-3, 1, 50)[:, None]
     assert np.all(model.log_transition(1, prev, sv._mean(prev)) <= model.log_transition_max(1) + 1e-12)
 
@@ -306,7 +309,8 @@ def test_errors_are_clear(data):
 
 
 def test_categorical_never_draws_zero_weights_and_stays_in_range():
-    log_w = np.log(np.array([[0.0, 0.5, 0.0, 0.5, 0.0], [1e-300, 0.0, 0.0, 0.0, 1.0], [0.2, 0.2, 0.2, 0.2, 0.2]]))
+    with np.errstate(divide="ignore"):
+        log_w = np.log(np.array([[0.0, 0.5, 0.0, 0.5, 0.0], [1e-300, 0.0, 0.0, 0.0, 1.0], [0.2, 0.2, 0.2, 0.2, 0.2]]))
     draws = Categorical(log_w).draw(20_000, RNG(0))
     assert draws.min() >= 0 and draws.max() < 5
     assert not np.any(np.isin(draws[0], [0, 2, 4]))
@@ -315,6 +319,28 @@ def test_categorical_never_draws_zero_weights_and_stays_in_range():
     assert np.all(np.abs(freq - 0.2) < 4 * math.sqrt(0.2 * 0.8 / 20_000))
     with pytest.raises(InvalidArgumentError, match="no positive weight"):
         Categorical(np.full((2, 3), -np.inf))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 50])
+def test_sample_each_draws_each_law_exactly(n):
+    # Two-level draws (blocks of about sqrt(n)): whole zero blocks, zeros at the end of the vector, one positive
+    # weight. Frequencies within 4 binomial SDs; zero weights never drawn.
+    rng = np.random.default_rng(n)
+    w = rng.random((4, n))
+    w[0, max(n // 2, 1) :] = 0.0
+    w[1, : max(n - 1, 1)] = 0.0 if n > 1 else 1.0
+    w[2, ::3] = 0.0
+    w[2, -1] = 1.0
+    draws = 20_000
+    with np.errstate(divide="ignore"):
+        log_w = np.log(np.broadcast_to(w[:, None, :], (4, draws, n)))
+    idx = sample_each(log_w, RNG(n))
+    assert idx.shape == (4, draws) and idx.min() >= 0 and idx.max() < n
+    for row in range(4):
+        p = w[row] / w[row].sum()
+        freq = np.bincount(idx[row], minlength=n) / draws
+        assert np.all(freq[p == 0] == 0)
+        assert np.all(np.abs(freq - p) <= 4 * np.sqrt(p * (1 - p) / draws) + 1e-12)
 
 
 def test_backward_kernel_rows_are_independent(data):

@@ -60,8 +60,8 @@ class StochasticVolatility(StateSpaceModel):
     @staticmethod
     def _normal_logpdf(z: Array, scale: float) -> Array:
         """log N(z; 0, scale^2) elementwise, with the event axis of length one summed away."""
-        xp = namespace(z)
-        return -0.5 * xp.sum(z * z, axis=-1) / scale**2 - (math.log(scale) + _HALF_LOG_2PI)
+        z = z[..., 0]
+        return (-0.5 / scale**2) * (z * z) - (math.log(scale) + _HALF_LOG_2PI)
 
     def sample_initial(self, shape: tuple[int, ...], rng: RNG, *, like: Array) -> Array:
         return self.mu + self.sigma0 * rng.normal((*shape, 1), like=like)

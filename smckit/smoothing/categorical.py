@@ -62,7 +62,9 @@ class Categorical:
 def sample_each(log_weights: Array, rng: RNG, *, where: str = "the weights") -> Array:
     """One draw from each of many categorical laws: ``out[..., j] ~ Categorical(exp(log_weights[..., j, :]))``.
 
-    O(n) per law; used when every draw has its own weights (exact backward sampling).
+    O(n) per law (used when every draw has its own weights, as in exact backward sampling), in two levels so that
+    no full cumulative sum is needed: the weights are summed in blocks of about sqrt(n), a block is drawn from the
+    cumulative block sums, then a particle within it.
 
     Parameters
     ----------
@@ -80,14 +82,32 @@ def sample_each(log_weights: Array, rng: RNG, *, where: str = "the weights") -> 
     InvalidArgumentError
         If a law has no positive weight.
     """
-    cdf, total = _cumulative(log_weights, where)
-    xp = namespace(cdf)
-    v = _below_total(rng.uniform(tuple(total.shape), like=cdf) * total, total)
-    return xp.astype(xp.count_nonzero(cdf <= v[..., None], axis=-1), xp.int64)
+    xp = namespace(log_weights)
+    w = _weights(log_weights, where)
+    shape, n = tuple(w.shape[:-1]), w.shape[-1]
+    size = max(1, math.isqrt(n))
+    full = n // size
+    sums = xp.sum(xp.reshape(w[..., : full * size], (*shape, full, size)), axis=-1)
+    if full * size < n:
+        sums = xp.concat([sums, xp.sum(w[..., full * size :], axis=-1, keepdims=True)], axis=-1)
+    cum = xp.cumulative_sum(sums, axis=-1)
+    total = cum[..., -1]
+    v = _below_total(rng.uniform(shape, like=w) * total, total)
+    block = xp.astype(xp.count_nonzero(cum <= v[..., None], axis=-1), xp.int64)  # cum[block - 1] <= v < cum[block]
+    previous = xp.take_along_axis(cum, xp.maximum(block - 1, 0)[..., None], axis=-1)[..., 0]
+    before = xp.where(block > 0, previous, xp.zeros_like(previous))
+    start = block * size
+    index = start[..., None] + xp.arange(size, dtype=xp.int64, device=device_of(w))
+    inner = xp.take_along_axis(w, xp.minimum(index, n - 1), axis=-1)
+    inner = xp.where(index < n, inner, xp.zeros_like(inner))
+    inner_cum = xp.cumulative_sum(inner, axis=-1)
+    # The block's own total may differ from cum[block] - cum[block - 1] in the last bit: keep the residual below it.
+    rest = _below_total(v - before, inner_cum[..., -1])
+    return start + xp.astype(xp.count_nonzero(inner_cum <= rest[..., None], axis=-1), xp.int64)
 
 
-def _cumulative(log_weights: Array, where: str) -> tuple[Array, Array]:
-    """Float64 cumulative weights ``(*shape, n)``, scaled by each row's maximum, and their totals ``(*shape,)``."""
+def _weights(log_weights: Array, where: str) -> Array:
+    """Float64 weights ``(*shape, n)`` scaled by each row's maximum (which becomes 1)."""
     xp = namespace(log_weights)
     top = xp.max(log_weights, axis=-1, keepdims=True)
     if not bool(xp.all(xp.isfinite(top))):
@@ -95,8 +115,12 @@ def _cumulative(log_weights: Array, where: str) -> tuple[Array, Array]:
             f"{where}: some rows have no positive weight (every log-weight -inf) or hold NaN/+inf; "
             "there is nothing to draw from"
         )
-    w = xp.exp(xp.astype(log_weights - top, xp.float64, copy=False))
-    cdf = xp.cumulative_sum(w, axis=-1)
+    return xp.exp(xp.astype(log_weights - top, xp.float64, copy=False))
+
+
+def _cumulative(log_weights: Array, where: str) -> tuple[Array, Array]:
+    """Float64 cumulative weights ``(*shape, n)``, scaled by each row's maximum, and their totals ``(*shape,)``."""
+    cdf = namespace(log_weights).cumulative_sum(_weights(log_weights, where), axis=-1)
     return cdf, cdf[..., -1]
 
 

@@ -95,7 +95,7 @@ def full_history(result: Any, *, what: str) -> FullHistory:
     InvalidArgumentError
         If the run did not keep its particles (``history="full"``) or has no steps.
     """
-    history = getattr(result, "history", None)
+    history: Any = getattr(result, "history", None)
     particles = getattr(history, "particles", None)
     if particles is None or getattr(history, "ancestors", None) is None:
         raise InvalidArgumentError(
