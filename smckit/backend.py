@@ -178,7 +178,7 @@ def to_host(x: Array, dtype: Any = None) -> np.ndarray:
     """
     if is_torch(x):
         x = x.detach()
-        if str(x.dtype) == "torch.bfloat16" and dtype is None:
+        if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16; float32 holds every value exactly
             x = x.float()
         x = x.cpu()
     return np.asarray(x, dtype=dtype)

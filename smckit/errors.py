@@ -59,8 +59,8 @@ class InvalidWeightsError(SMCError, FloatingPointError):
 
     Attributes
     ----------
-    step : int
-        The step whose potential produced the bad values.
+    step : int or None
+        The step whose potential produced the bad values (``None`` outside a run).
     count : int
         How many bad values there were.
     rows : tuple of tuple of int
@@ -74,7 +74,7 @@ class InvalidWeightsError(SMCError, FloatingPointError):
         self,
         message: str,
         *,
-        step: int,
+        step: int | None,
         count: int,
         rows: tuple[tuple[int, ...], ...] = (),
         result: object = None,
@@ -91,8 +91,8 @@ class ExtinctionError(SMCError):
 
     Attributes
     ----------
-    step : int
-        The step at which the row died out.
+    step : int or None
+        The step at which the row died out (``None`` outside a run).
     rows : tuple of tuple of int
         Batch indices of the extinct rows.
     result : Result or None
@@ -103,7 +103,7 @@ class ExtinctionError(SMCError):
         self,
         message: str,
         *,
-        step: int,
+        step: int | None,
         rows: tuple[tuple[int, ...], ...] = (),
         result: object = None,
     ):

@@ -275,7 +275,7 @@ def weight_dtype(log_potential: Array) -> Any:
     return log_potential.dtype
 
 
-def validate(log_w: Array, *, step: int, what: str = "log-potential", result: object = None) -> None:
+def validate(log_w: Array, *, step: int | None, what: str = "log-potential", result: object = None) -> None:
     """Raise the error that explains bad weights; return if every row is fine.
 
     The one wording of smckit's weight errors: NaN or +inf is an :class:`InvalidWeightsError`; a row whose
@@ -304,7 +304,7 @@ def validate(log_w: Array, *, step: int, what: str = "log-potential", result: ob
     check_not_extinct(log_w, step=step, result=result)
 
 
-def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-potential") -> None:
+def check_finite_or_minus_inf(log_w: Array, *, step: int | None, what: str = "log-potential") -> None:
     """Raise :class:`InvalidWeightsError` if ``log_w`` holds NaN or ``+inf``.
 
     ``-inf`` is allowed: it is a weight of zero.
@@ -312,8 +312,8 @@ def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-poten
     Parameters
     ----------
     log_w : array, shape (*batch, n)
-    step : int
-        The step, for the message.
+    step : int or None
+        The step, for the message (``None`` outside a run, e.g. a resampler called directly).
     what : str
         Where the values came from, for the message.
 
@@ -332,7 +332,7 @@ def check_finite_or_minus_inf(log_w: Array, *, step: int, what: str = "log-poten
         kind = "NaN or +inf"
         where = f" in batch rows {list(rows)[:5]}" if rows and rows[0] else ""
         raise InvalidWeightsError(
-            f"{what} at step {step} has {count} {kind} value(s){where}; a log-potential must be a real "
+            f"{what}{_at(step)} has {count} {kind} value(s){where}; a log-potential must be a real "
             "number or -inf (weight zero). Check the model's log_potential for overflow or 0*inf.",
             step=step,
             count=count,
@@ -355,14 +355,16 @@ def extinct_rows(log_w: Array) -> Array:
     return xp.all(log_w == -float("inf"), axis=-1)
 
 
-def check_not_extinct(log_w: Array, *, step: int, result: object = None) -> None:
+def check_not_extinct(log_w: Array, *, step: int | None, result: object = None, what: str | None = None) -> None:
     """Raise :class:`ExtinctionError` if any row has every log-weight equal to ``-inf``.
 
     Parameters
     ----------
     log_w : array, shape (*batch, n)
-    step : int
-        The step, for the message.
+    step : int or None
+        The step, for the message (``None`` outside a run).
+    what : str, optional
+        Where the weights came from, for the message (e.g. "the log-weights given to the 'ssp' resampler").
     result : Result, optional
         The partial result to attach to the error.
 
@@ -376,14 +378,20 @@ def check_not_extinct(log_w: Array, *, step: int, result: object = None) -> None
     if bool(xp.any(dead)):
         rows = _bad_rows(dead)
         where = f"batch rows {list(rows)[:5]}" if rows and rows[0] else "the population"
+        source = f" in {what}" if what else ""
+        kept = "; the partial result up to the previous step is in this error's .result" if step is not None else ""
         raise ExtinctionError(
-            f"every particle of {where} has weight zero after step {step}; the partial result up to the "
-            "previous step is in this error's .result. Use more particles, a softer potential, or a "
-            "proposal that reaches the region where the potential is positive.",
+            f"every particle of {where} has weight zero{source}{' after step ' + str(step) if step is not None else ''}"
+            f"{kept}. Use more particles, a softer potential, or a proposal that reaches the region where the "
+            "potential is positive.",
             step=step,
             rows=rows,
             result=result,  # type: ignore[arg-type]
         )
+
+
+def _at(step: int | None) -> str:
+    return "" if step is None else f" at step {step}"
 
 
 def _bad_rows(mask: Array) -> tuple[tuple[int, ...], ...]:

@@ -200,8 +200,8 @@ class Islands(RankPopulation):
         has_bad = bool(xp.any(xp.isnan(log_w) | (log_w == math.inf)))
         marker = xp.asarray([0.0, 1.0 if has_bad else 0.0], dtype=log_w.dtype, device=dev)
         vec = xp.concat([xp.reshape(own.log_z, (-1,)), xp.reshape(xp.astype(inv_ess, log_w.dtype), (-1,)), marker])
-        table = self.host(self.comm.all_gather(vec))  # (R, 2 rows + 2)
-        self.failed_ranks(table[:, -2], step)
+        table = self._host(self.comm.all_gather(vec))  # (R, 2 rows + 2)
+        self._failed_ranks(table[:, -2], step)
         if table[:, -1].any():
             nan = xp.full(self.batch, math.nan, dtype=log_w.dtype, device=dev)
             return Weighted(nan, log_w, nan, xp.ones(self.batch, dtype=xp.bool, device=dev))

@@ -149,7 +149,7 @@ class RankPopulation:
         ids = xp.arange(self.offset, self.offset + self.n, dtype=xp.int64, device=device_of(like))
         return xp.broadcast_to(ids, tuple(like.shape))
 
-    def failed_ranks(self, flags: np.ndarray, step: int) -> None:
+    def _failed_ranks(self, flags: np.ndarray, step: int) -> None:
         """Raise :class:`ProcessGroupError` when another rank reported a failure (``flags``: rank + 1, or 0)."""
         failed = [int(f) - 1 for f in np.atleast_1d(flags) if f]
         if failed:
@@ -157,6 +157,6 @@ class RankPopulation:
                 f"rank(s) {failed} failed at step {step}; see their error messages. This rank stops too"
             )
 
-    def host(self, x: Array) -> np.ndarray:
+    def _host(self, x: Array) -> np.ndarray:
         """``to_host`` as float64, for the small per-row tables the ranks exchange."""
         return to_host(x, np.float64)

@@ -419,8 +419,8 @@ class Sharded(RankPopulation):
         m_local = xp.max(xp.where(bad, xp.full_like(log_w, -math.inf), log_w), axis=-1)
         marker = xp.asarray([0.0, 1.0 if bool(xp.any(bad)) else 0.0], dtype=log_w.dtype, device=dev)
         reduced = self.comm.all_reduce(xp.concat([xp.reshape(m_local, (-1,)), marker]), "max")
-        flags = self.host(reduced[-2:])
-        self.failed_ranks(flags[:1], step)
+        flags = self._host(reduced[-2:])
+        self._failed_ranks(flags[:1], step)
         if flags[1]:  # every rank skips the second reduction and explains the bad values
             nan = xp.full(self.batch, math.nan, dtype=log_w.dtype, device=dev)
             return Weighted(nan, log_w, nan, xp.ones(self.batch, dtype=xp.bool, device=dev))

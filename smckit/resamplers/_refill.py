@@ -175,13 +175,13 @@ def _check(bad: int, tops: np.ndarray, killed: np.ndarray, batch: tuple[int, ...
     """Raise for invalid weights (``bad`` of them) or a row with killed slots and no positive weight."""
     if bad:
         message = f"refill needs finite, non-negative weights; got {bad} that are not"
-        raise InvalidWeightsError(message, step=-1, count=bad)
+        raise InvalidWeightsError(message, step=None, count=bad)
     empty = killed.any(axis=-1) & ~(tops > 0)
     if empty.any():
         rows_ = [tuple(int(i) for i in np.unravel_index(r, batch)) for r in np.flatnonzero(empty)]
         raise InvalidWeightsError(
             f"refill: batch rows {rows_[:5]} have killed slots but no positive weight to draw them from",
-            step=-1,
+            step=None,
             count=len(rows_),
             rows=tuple(rows_),
         )

@@ -245,8 +245,8 @@ def _validate(top: np.ndarray, log_weights: Array, name: str) -> None:
     """Raise, worded by :mod:`smckit.weights`, when a row maximum ``top`` is not finite."""
     if np.isfinite(top).all():
         return
-    check_finite_or_minus_inf(log_weights, step=-1, what=f"the log-weights given to the {name!r} resampler")
-    check_not_extinct(log_weights, step=-1)
+    check_finite_or_minus_inf(log_weights, step=None, what=f"the log-weights given to the {name!r} resampler")
+    check_not_extinct(log_weights, step=None, what=f"the log-weights given to the {name!r} resampler")
 
 
 def shift(log_weights: Array, *, name: str) -> Array:
