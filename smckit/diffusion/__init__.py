@@ -4,18 +4,23 @@ A diffusion model becomes a Feynman-Kac model whose final target is ``p_theta(x0
 
 - :class:`NoiseSchedule`: ``alphas_cumprod`` and the descending list of sampling timesteps, built directly
   (:meth:`NoiseSchedule.linear`, :meth:`NoiseSchedule.cosine`) or read from a diffusers ``DDPMScheduler`` /
-  ``DDIMScheduler`` (:meth:`NoiseSchedule.from_diffusers`); the previous timestep is the next entry of the
-  list, never recomputed from a stride;
+  ``DDIMScheduler`` and their parallel variants (:meth:`NoiseSchedule.from_diffusers`), stepping exactly as
+  diffusers does (DDIM's stride rule included; ``previous="list"`` to step to the next visited timestep);
 - :class:`Denoiser`: any callable ``(x_t, t, **conditioning) -> output`` with ``prediction_type`` epsilon,
   sample or v_prediction, turned into the noise estimate and the Tweedie estimate ``x0_hat`` (optionally
   clipped or thresholded, consistently for the mean, the reward and the log-density);
   :meth:`Denoiser.from_unet` wraps diffusers ``UNet2DModel`` and ``UNet2DConditionModel``;
-- :class:`DDPM` and :class:`DDIM`: the Gaussian reverse steps (mean, std, ``x0_hat``, ``log_prob``), with a
-  deterministic last step; :class:`Guided` shifts a step's mean along the reward gradient;
+- :class:`DDPM` and :class:`DDIM`: the Gaussian reverse steps (mean, std, ``x0_hat``, ``log_prob``), with
+  diffusers' last step (or a deterministic one, as an option); :class:`Guided` shifts a stochastic step's mean
+  along the reward gradient (at ``x0_hat``, or through the denoiser);
 - :class:`RewardSteering`: the Feynman-Kac model (state ``{"x", "eps", "x0_hat", "reward", ...}`` of shape
   ``(groups, particles, *event)``), with the reward potentials ``diff``, ``max``, ``sum`` and ``rt``
   (:mod:`smckit.diffusion.potentials`), optional ``decode`` for latent diffusion, chunked reward calls, and
   schedule-consistent rebirth noise for Fleming-Viot resampling;
+- :class:`FlowSchedule`, :class:`FlowDenoiser`, :class:`FlowStep` (:mod:`smckit.diffusion.flow`): flow-matching
+  models (``x_s = (1 - s) x0 + s eps``, velocity prediction), read from ``FlowMatchEulerDiscreteScheduler`` or built
+  directly, with a stochastic step of exact Gaussian log-density; :class:`RewardSteering` takes them as it takes
+  the diffusion ones;
 - :class:`GaussianMixture`: an analytic Gaussian-mixture diffusion with an exact denoiser, whose tilt by a
   linear reward is again a Gaussian mixture in closed form (a ground truth for tests).
 
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from smckit.diffusion.denoiser import Denoiser, DenoiserOutput
+    from smckit.diffusion.flow import FlowDenoiser, FlowSchedule, FlowStep
     from smckit.diffusion.gmm import GaussianMixture, component_masses, linear_reward
     from smckit.diffusion.potentials import (
         DiffPotential,
@@ -52,6 +58,9 @@ __all__ = [
     "DDIM",
     "Guided",
     "make_proposal",
+    "FlowSchedule",
+    "FlowDenoiser",
+    "FlowStep",
     "RewardPotential",
     "DiffPotential",
     "MaxPotential",
@@ -74,6 +83,9 @@ _WHERE = {
     "DDIM": "transitions",
     "Guided": "transitions",
     "make_proposal": "transitions",
+    "FlowSchedule": "flow",
+    "FlowDenoiser": "flow",
+    "FlowStep": "flow",
     "RewardPotential": "potentials",
     "DiffPotential": "potentials",
     "MaxPotential": "potentials",

@@ -4,7 +4,11 @@ The data law is ``p0(x) = sum_k w_k N(x; mu_k, diag(v_k))`` in d dimensions. Und
 ``x_t = sqrt(a) x0 + sqrt(1 - a) eps`` (``a = abar_t``) the noised law is again a mixture,
 ``p_t(x) = sum_k w_k N(x; sqrt(a) mu_k, diag(a v_k + 1 - a))``, so the score, the noise prediction
 ``eps(x_t) = -sqrt(1 - a) grad log p_t(x_t)`` and the Tweedie estimate are exact at every noise level
-(:meth:`GaussianMixture.denoiser`).
+(:meth:`GaussianMixture.denoiser`). The same holds for the flow-matching path ``x_s = (1 - s) x0 + s eps``: the
+law at level s is the mixture with means ``(1 - s) mu_k`` and variances ``(1 - s)^2 v_k + s^2``, and the exact
+velocity ``E[eps - x0 | x_s]`` follows from the posterior mean of ``x0`` (:meth:`GaussianMixture.velocity`,
+:meth:`GaussianMixture.flow_denoiser`). Both denoisers compute in the mixture's dtype and answer in the particles'
+(so float16 and bfloat16 particles get a float32 or float64 exact model).
 
 Under a linear reward ``r(x) = <c, x>`` the tilted law ``p0(x) exp(lam r(x)) / Z`` is a mixture too
 (:meth:`GaussianMixture.tilted`): component k keeps its covariance, its mean moves to ``mu_k + lam v_k * c`` and
@@ -158,25 +162,134 @@ class GaussianMixture:
     def noised(self, alpha_bar: float) -> GaussianMixture:
         """The law of ``sqrt(a) x0 + sqrt(1 - a) eps``: means ``sqrt(a) mu_k``, variances ``a v_k + 1 - a``."""
         a = float(alpha_bar)
+        return self.scaled(math.sqrt(a), math.sqrt(1.0 - a))
+
+    def scaled(self, alpha: float, sigma: float) -> GaussianMixture:
+        """The law of ``alpha x0 + sigma eps``: means ``alpha mu_k``, variances ``alpha^2 v_k + sigma^2``.
+
+        Parameters
+        ----------
+        alpha, sigma : float
+            The signal and noise coefficients.
+
+        Returns
+        -------
+        GaussianMixture
+        """
         out = object.__new__(GaussianMixture)
         out.weights = self.weights
-        out.means = math.sqrt(a) * self.means
-        out.variances = a * self.variances + (1.0 - a)
+        out.means = float(alpha) * self.means
+        out.variances = float(alpha) ** 2 * self.variances + float(sigma) ** 2
         return out
+
+    def posterior_mean(self, x: Tensor, alpha: float, sigma: float) -> Tensor:
+        """``E[x0 | alpha x0 + sigma eps = x]``, shape of ``x`` (..., d): exact, also at ``alpha = 0``.
+
+        Per component the posterior mean is ``mu_k + v_k alpha (x - alpha mu_k) / (alpha^2 v_k + sigma^2)``;
+        they are averaged with the responsibilities under :meth:`scaled`.
+
+        Parameters
+        ----------
+        x : tensor, shape (..., d)
+        alpha, sigma : float
+
+        Returns
+        -------
+        tensor, shape (..., d)
+        """
+        noisy = self.scaled(alpha, sigma)
+        gamma = noisy.responsibilities(x)
+        gain = float(alpha) * self.variances / noisy.variances
+        per_component = self.means + gain * (x[..., None, :] - noisy.means)
+        return (gamma[..., None] * per_component).sum(-2)
+
+    def velocity(self, x_s: Tensor, sigma: float) -> Tensor:
+        """The exact flow-matching velocity ``E[eps - x0 | x_s]`` at level ``s = sigma`` in (0, 1], shape of x_s.
+
+        Parameters
+        ----------
+        x_s : tensor, shape (..., d)
+        sigma : float
+
+        Returns
+        -------
+        tensor, shape (..., d)
+        """
+        s = float(sigma)
+        x0_hat = self.posterior_mean(x_s, 1.0 - s, s)
+        return (x_s - (1.0 - s) * x0_hat) / s - x0_hat
 
     def noise_prediction(self, x_t: Tensor, alpha_bar: float) -> Tensor:
         """The exact ``E[eps | x_t] = -sqrt(1 - a) grad log p_t(x_t)``, shape of ``x_t``."""
         return -math.sqrt(1.0 - float(alpha_bar)) * self.noised(alpha_bar).score(x_t)
 
     def denoiser(self, schedule: Any, **options: Any) -> Any:
-        """The exact epsilon-prediction :class:`Denoiser` under ``schedule`` (options as for Denoiser)."""
+        """The exact epsilon-prediction :class:`Denoiser` under ``schedule`` (options as for Denoiser).
+
+        Parameters
+        ----------
+        schedule : NoiseSchedule
+        **options
+            :class:`~smckit.diffusion.Denoiser` options.
+
+        Returns
+        -------
+        Denoiser
+            Computing in the mixture's dtype, answering in the input's.
+        """
         from smckit.diffusion.denoiser import Denoiser
 
         def eps(x_t: Tensor, t: int, **conditioning: Any) -> Tensor:
-            return self.noise_prediction(x_t, schedule.alpha_bar(t))
+            return self.noise_prediction(x_t.to(self.dtype), schedule.alpha_bar(t)).to(x_t.dtype)
 
         eps.__qualname__ = "GaussianMixture.noise_prediction"
         return Denoiser(eps, "epsilon", **options)
+
+    def flow_denoiser(self, schedule: Any, **options: Any) -> Any:
+        """The exact velocity :class:`~smckit.diffusion.flow.FlowDenoiser` under a flow ``schedule``.
+
+        Parameters
+        ----------
+        schedule : FlowSchedule
+            Its network times are mapped back to its levels.
+        **options
+            :class:`~smckit.diffusion.flow.FlowDenoiser` options.
+
+        Returns
+        -------
+        FlowDenoiser
+            Computing in the mixture's dtype, answering in the input's.
+        """
+        from smckit.diffusion.flow import FlowDenoiser
+
+        levels = {t: schedule.level(i) for i, t in enumerate(schedule.timesteps)}
+
+        def velocity(x_s: Tensor, t: float, **conditioning: Any) -> Tensor:
+            return self.velocity(x_s.to(self.dtype), levels[float(t)]).to(x_s.dtype)
+
+        velocity.__qualname__ = "GaussianMixture.velocity"
+        return FlowDenoiser(velocity, **options)
+
+    def log_normalizer(self, direction: Any, lam: float) -> float:
+        """``log E[exp(lam <direction, X>)]`` for X drawn from the mixture: the exact log-evidence of the tilt.
+
+        ``sum_k w_k exp(lam <c, mu_k> + lam^2 <c * c, v_k> / 2)``, in log space.
+
+        Parameters
+        ----------
+        direction : sequence or tensor, shape (d,)
+        lam : float
+
+        Returns
+        -------
+        float
+        """
+        import torch
+
+        c = torch.as_tensor(direction, dtype=self.dtype, device=self.device).reshape(-1)
+        lam = float(lam)
+        log_terms = self.weights.log() + lam * (self.means @ c) + 0.5 * lam * lam * (self.variances @ (c * c))
+        return float(log_terms.logsumexp(0))
 
     # -- tilting and sampling -------------------------------------------------------------------------
     def tilted(self, direction: Any, lam: float) -> GaussianMixture:

@@ -1,8 +1,8 @@
 """Registers the diffusion adapter's potentials and proposals through smckit's plugin hooks.
 
 Potentials: ``diff``, ``max``, ``sum``, ``rt`` (:mod:`smckit.diffusion.potentials`). Proposals: ``ddpm``,
-``ddim``, ``guided`` (:mod:`smckit.diffusion.transitions`). This module imports neither torch nor the modules it
-registers: each factory imports its class on first use.
+``ddim``, ``guided`` (:mod:`smckit.diffusion.transitions`) and ``flow`` (:mod:`smckit.diffusion.flow`). This
+module imports neither torch nor the modules it registers: each factory imports its class on first use.
 """
 
 from __future__ import annotations
@@ -41,12 +41,17 @@ def smckit_register_potentials(register: Any) -> None:
 
 @hookimpl
 def smckit_register_proposals(register: Any) -> None:
-    """Register the reverse steps ``ddpm`` and ``ddim`` and the gradient-guided ``guided`` proposal."""
+    """Register the reverse steps ``ddpm``, ``ddim`` and ``flow`` and the gradient-guided ``guided`` proposal."""
     register("ddpm", _lazy("transitions", "DDPM"), description="ancestral DDPM step (variance='small'|'large')")
     register("ddim", _lazy("transitions", "DDIM"), description="DDIM step with stochasticity eta in [0, 1]")
+    register(
+        "flow",
+        _lazy("flow", "FlowStep"),
+        description="flow-matching step x' = (1-s') x0 + sqrt(s'^2 - c^2) eps + c z (eta in [0, 1]; eta=0: Euler)",
+    )
     register(
         "guided",
         _lazy("transitions", "Guided"),
         aliases=("twisted",),
-        description="reward-gradient mean shift with its importance correction (base='ddpm'|'ddim', scale)",
+        description="reward-gradient mean shift with its importance correction (base, scale, gradient='x0'|'denoiser')",
     )
