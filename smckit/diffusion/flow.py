@@ -209,7 +209,21 @@ class FlowSchedule:
         return 1.0 - level, level
 
     def add_noise(self, x0: Tensor, i: int, noise: Tensor) -> Tensor:
-        """The forward process at level i: ``(1 - s) x0 + s noise``."""
+        """The forward process at level i: ``(1 - s) x0 + s noise``.
+
+        Parameters
+        ----------
+        x0 : tensor, shape (*batch, *event)
+            Clean samples.
+        i : int
+            A level index in ``[0, S]``.
+        noise : tensor, shape (*batch, *event)
+            Standard normal noise.
+
+        Returns
+        -------
+        tensor, shape (*batch, *event)
+        """
         s = self.level(i)
         return (1.0 - s) * x0 + s * noise
 
