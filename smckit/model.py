@@ -83,9 +83,13 @@ class FeynmanKac(ABC):
             )
         return t >= self.num_steps - 1
 
-    # Optional: models that support Fleming-Viot rebirth noise define
+    # Optional methods, found by name:
     #     def rebirth(self, t, state, mask, scale, rng) -> State
-    # where mask has shape (*batch, n) and marks the particles that were just reborn as copies of others.
+    # for Fleming-Viot rebirth noise (mask, shape (*batch, n), marks the particles just reborn as copies of others);
+    #     def log_lookahead(self, t, state) -> Array of shape (*batch, n)
+    # auxiliary weights log eta_t of the particles about to be resampled before step t: the scheme draws on
+    # W * eta and each copy carries 1 / eta of its parent (the auxiliary particle filter; the evidence stays
+    # unbiased). Asked for only at steps where a row resamples.
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_steps={self.num_steps})"

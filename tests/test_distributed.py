@@ -139,6 +139,14 @@ class _DiesOnRank(FeynmanKac):
         return out
 
 
+class _LookAhead(Bootstrap):
+    """Bootstrap filter with auxiliary weights eta_t(x_{t-1}) = p(y_t | x_{t-1}) (up to a constant)."""
+
+    def log_lookahead(self, t, state):
+        y = np.asarray(self.y)[t, 0]
+        return -0.5 * (y - 0.9 * state[..., 0]) ** 2 / 2.0
+
+
 # -- the checks, run on every rank of a group -------------------------------------------------------------------------
 def _check_counts(comm: Comm) -> dict:
     lw = _count_weights()
@@ -204,9 +212,11 @@ def _check_sharded(comm: Comm, group) -> dict:
     strat_torch = run_sharded(
         Bootstrap(_ssm(), y_torch, batch_shape=(3,)), N_LG, resampler="stratified", policy=Always(), seed=3, group=group
     )
+    look = run_sharded(_LookAhead(_ssm(), y, batch_shape=(B_LG,)), N_LG, policy=Always(), seed=2026, group=group)
     out = {
         "log_z": np.asarray(res.log_evidence),
         "log_z_stratified": np.asarray(strat.log_evidence),
+        "log_z_lookahead": np.asarray(look.log_evidence),
         "n_local": int(res.log_weights.shape[-1]),
         "ancestors": res.history.ancestors,
         "resampled": res.history.resampled,
@@ -256,7 +266,16 @@ def _check_islands(comm: Comm, group) -> dict:
     # Non-uniform output weights: the island's output mass must enter its island weight (and so the evidence).
     kept = FlemingViot(keep_target=True, beta=0.6)
     fleming_viot = run_islands(model, N_LG, resampler=kept, policy=Always(), interaction=3, seed=79, group=group)
+    look = run_islands(
+        _LookAhead(_ssm(), _observations(), batch_shape=(B_LG,)),
+        N_LG,
+        policy=Always(),
+        interaction=3,
+        seed=80,
+        group=group,
+    )
     return {
+        "log_z_lookahead": np.asarray(look.log_evidence),
         "log_z_multinomial": np.asarray(multinomial.log_evidence),
         "log_z_fleming_viot": np.asarray(fleming_viot.log_evidence),
         "torch": (type(on_torch.log_evidence).__name__, tuple(on_torch.particles.shape)),
@@ -500,6 +519,7 @@ def test_sharded_bootstrap_evidence_is_unbiased_against_kalman(ranks, size):
     got = ranks[0][size]["sharded"]
     _evidence_ratio_check(got["log_z"], exact)
     _evidence_ratio_check(got["log_z_stratified"], exact)
+    _evidence_ratio_check(got["log_z_lookahead"], exact)
     for r in range(1, size):  # every rank holds the same global evidence, bit for bit
         np.testing.assert_array_equal(ranks[r][size]["sharded"]["log_z"], got["log_z"])
 
@@ -543,6 +563,7 @@ def test_island_evidence_is_unbiased_against_kalman(ranks, size):
     _evidence_ratio_check(got["log_z"], exact)
     _evidence_ratio_check(got["log_z_multinomial"], exact)
     _evidence_ratio_check(got["log_z_fleming_viot"], exact)
+    _evidence_ratio_check(got["log_z_lookahead"], exact)
     assert got["island_steps"] == [t for t in range(1, T_LG) if t % 2 == 0]
     assert got["torch"] == ("Tensor", (3, N_LG // size, 1))
     for r in range(1, size):

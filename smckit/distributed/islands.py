@@ -219,7 +219,7 @@ class Islands(RankPopulation):
             normalised = log_w - log_z_dev[..., None]
         return Weighted(log_z_dev, normalised, xp.asarray(ess, dtype=log_w.dtype, device=dev), ~xp.isfinite(log_z_dev))
 
-    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy, lookahead: Any = None) -> Moved:
         """Island resampling when the interaction policy says so (or an island died), then the island's own.
 
         Parameters
@@ -230,6 +230,9 @@ class Islands(RankPopulation):
             Global normalised log-weights.
         policy : Policy
             The island's own resampling policy, on the island's own ESS.
+        lookahead : callable, optional
+            Auxiliary log-weights, used by the island's own resampling and asked for with the particles the
+            island holds after an interaction.
 
         Returns
         -------
@@ -264,7 +267,7 @@ class Islands(RankPopulation):
             own = xp.asarray(self.log_omega[..., rank], dtype=log_w.dtype, device=dev)
         with np.errstate(divide="ignore"):
             self.local.ess = xp.asarray(1.0 / self.inv_ess[..., rank], dtype=log_w.dtype, device=dev)
-        moved = self.local.resample(t, particles, local_w, policy)
+        moved = self.local.resample(t, particles, local_w, policy, lookahead)
         ancestors = None
         if moved.ancestors is not None or sources is not None:
             local_anc = (

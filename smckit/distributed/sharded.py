@@ -55,7 +55,7 @@ from smckit.backend import Array, device_of, namespace, to_cpu, to_device_of, to
 from smckit.distributed.comm import Comm, concat_states
 from smckit.distributed.population import RankPopulation
 from smckit.engine import SMC
-from smckit.engine.population import Moved
+from smckit.engine.population import Moved, select_rows
 from smckit.errors import InvalidArgumentError, SMCError
 from smckit.model import FeynmanKac
 from smckit.policy import Policy
@@ -433,7 +433,7 @@ class Sharded(RankPopulation):
             self.ess = sums[0] * sums[0] / sums[1]
         return Weighted(log_z, log_w - log_z[..., None], self.ess, ~xp.isfinite(log_z))
 
-    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy, lookahead: Any = None) -> Moved:
         """Global systematic or stratified resampling of the rows ``policy`` selects on the global ESS.
 
         Parameters
@@ -443,6 +443,8 @@ class Sharded(RankPopulation):
         log_w : array, shape (*batch, n)
             Globally normalised.
         policy : Policy
+        lookahead : callable, optional
+            Auxiliary log-weights of this rank's particles (see :meth:`smckit.engine.Local.resample`).
 
         Returns
         -------
@@ -450,16 +452,12 @@ class Sharded(RankPopulation):
             Ancestors are global indices; ``info`` has ``moved`` and ``bytes_sent``.
         """
         xp = namespace(log_w)
-        decision = policy.decide(t, None if policy.static else self.ess / self.n_total)
-        mask = None
-        if not isinstance(decision, bool):
-            selected = to_host(decision)  # the same on every rank: it comes from the global ESS
-            if not selected.any():
-                return Moved(particles, log_w, decision, None, None, {}, None)
-            if not selected.all():
-                mask = decision
-        elif not decision:
-            return Moved(particles, log_w, False, None, None, {}, None)
+        decision, mask = select_rows(policy, t, None if policy.static else self.ess / self.n_total)
+        if decision is False or mask is False:  # the same on every rank: it comes from the global ESS
+            return Moved(particles, log_w, decision, None, None, {}, None)
+        log_eta = None if lookahead is None else lookahead(particles)
+        if log_eta is not None:
+            particles, log_w = (particles, log_eta), log_w + log_eta
         uniform, event_seed = None, None
         if self.scheme == "systematic":
             uniform = self.shared.random(self.batch)
@@ -474,7 +472,13 @@ class Sharded(RankPopulation):
             start, end = xp.where(keep, own, start), xp.where(keep, own + 1, end)
         moved, ancestors, info = exchange(particles, start, end, self.comm)
         info["bytes_sent"] += 8 * math.prod(self.batch) * (self.comm.size - 1)  # the all-gathered block totals
-        new_w = self._uniform if mask is None else xp.where(mask[..., None], self._uniform, log_w)
+        new_w = self._uniform
+        if log_eta is not None:  # copies carry S / eta(parent), S = sum_j W_j eta_j over all ranks (see Local)
+            moved, parent_eta = moved
+            new_w = new_w + self.comm.logsumexp(log_w)[..., None] - parent_eta
+            log_w = log_w - log_eta
+        if mask is not None:
+            new_w = xp.where(mask[..., None], new_w, log_w)
         return Moved(moved, new_w, decision, ancestors, None, info, None)
 
 

@@ -24,6 +24,7 @@ resamples cost nothing and rows that keep their particles are not gathered.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,13 +45,13 @@ from smckit.engine.checks import (
 )
 from smckit.engine.population import Local, Population
 from smckit.engine.recorder import HISTORY_MODES, Recorder
-from smckit.errors import InvalidArgumentError, InvalidWeightsError
+from smckit.errors import InvalidArgumentError, InvalidWeightsError, ShapeError
 from smckit.model import FeynmanKac
 from smckit.policy import ESSBelow, Policy
 from smckit.random import RNG, as_rng
 from smckit.resamplers.base import Resampler
 from smckit.result import Result, weighted_mean
-from smckit.weights import Weighted, weight_dtype
+from smckit.weights import Weighted, check_finite_or_minus_inf, weight_dtype
 
 __all__ = ["SMC", "Step", "run"]
 
@@ -201,6 +202,7 @@ class SMC:
         self.log_evidence: Array = None
         self.eve: Array = None
         self._adaptive = type(model).done is not FeynmanKac.done
+        self._lookahead = self._auxiliary if callable(getattr(model, "log_lookahead", None)) else None
         self._finished = False
         self._batch: tuple[int, ...] = ()
         self._reference: Array = None  # the first log-potential: fixes backend, device and dtype of the run
@@ -278,7 +280,8 @@ class SMC:
         t = self.t + 1
         model, pop = self.model, self.population
         carry = self.state if self.eve is None else (self.state, self.eve)
-        moved = pop.resample(t, carry, self.log_weights, self.policy)
+        lookahead = None if self._lookahead is None else functools.partial(self._lookahead, t)
+        moved = pop.resample(t, carry, self.log_weights, self.policy, lookahead)
         state, eve = (moved.particles, None) if self.eve is None else moved.particles
         if moved.reborn is not None and pop.rebirth_noise:
             state = model.rebirth(t, state, moved.reborn, pop.rebirth_noise, self.rng)  # type: ignore[attr-defined]
@@ -353,6 +356,20 @@ class SMC:
                 what=self._what(),
                 result=self._partial(pending.partial),
             )
+
+    def _auxiliary(self, t: int, carry: Any) -> Array:
+        """The model's look-ahead log-weights of the particles in ``carry`` (about to be resampled before step t)."""
+        state = carry if self.eve is None else carry[0]
+        log_eta = self.model.log_lookahead(t, state)  # type: ignore[attr-defined]
+        where = f"{type(self.model).__name__}.log_lookahead at step {t}"
+        if tuple(getattr(log_eta, "shape", ())) != (*self._batch, self.n):
+            raise ShapeError(
+                f"{where} returned {tuple(getattr(log_eta, 'shape', ()))}; expected {(*self._batch, self.n)}"
+            )
+        log_eta = namespace(log_eta).astype(log_eta, self.log_weights.dtype)
+        if not self._defer:
+            check_finite_or_minus_inf(log_eta, step=t, what=where)
+        return log_eta
 
     def _what(self) -> str:
         return f"{type(self.model).__name__}.log_potential"

@@ -29,7 +29,7 @@ from smckit.random import RNG
 from smckit.state import take
 from smckit.weights import Weighted, validate, weigh
 
-__all__ = ["Moved", "Population", "Local"]
+__all__ = ["Moved", "Population", "Local", "select_rows"]
 
 
 class Moved(NamedTuple):
@@ -103,7 +103,7 @@ class Population(Protocol):
             With ``log_z``, ``ess`` and ``bad`` of shape (*batch,) for the whole population.
         """
 
-    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy, lookahead: Any = None) -> Moved:
         """Resample the rows that ``policy`` selects, given the ESS of the last reweighting.
 
         Parameters
@@ -114,6 +114,9 @@ class Population(Protocol):
             Normalised log-weights.
         policy : Policy
             Asked once, with the ESS fraction this kind of population resamples on (none for a static policy).
+        lookahead : callable, optional
+            ``lookahead(particles)``: auxiliary log-weights ``log eta`` (*batch, n), asked for only if a row
+            resamples.
 
         Returns
         -------
@@ -143,6 +146,34 @@ class Population(Protocol):
 
     def wrap(self, result: Any) -> Any:
         """The run's result, as this kind of population presents it."""
+
+
+def select_rows(policy: Policy, t: int, ess_fraction: Array | None) -> tuple[Any, Any]:
+    """Ask ``policy`` which rows resample at step ``t``: ``(decision, mask)``.
+
+    ``decision`` is what the run records (a bool, or a boolean array of shape (*batch,)); ``mask`` is ``False``
+    when no row resamples, ``None`` when every row does, and the boolean array otherwise. A per-row decision is
+    read back to the host (free there, one small copy on an accelerator).
+
+    Parameters
+    ----------
+    policy : Policy
+    t : int
+    ess_fraction : array of shape (*batch,), or None for a static policy
+
+    Returns
+    -------
+    tuple
+    """
+    decision = policy.decide(t, ess_fraction)
+    if isinstance(decision, np.bool_):  # one row: a numpy scalar
+        decision = bool(decision)
+    if isinstance(decision, bool):
+        return decision, None if decision else False
+    selected = to_host(decision)
+    if not selected.any():
+        return decision, False
+    return decision, None if selected.all() else decision
 
 
 class Local:
@@ -200,7 +231,7 @@ class Local:
         self.ess = weighted.ess
         return weighted
 
-    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy) -> Moved:
+    def resample(self, t: int, particles: Any, log_w: Array, policy: Policy, lookahead: Any = None) -> Moved:
         """Run the scheme where ``policy`` says (on ``ESS / n``), check its output, gather the particles.
 
         Parameters
@@ -211,29 +242,31 @@ class Local:
         policy : Policy
             Per-row decisions are read back to the host: when no row is selected the scheme does not run, and
             rows that are not selected keep their own particles.
+        lookahead : callable, optional
+            ``lookahead(particles)`` returns auxiliary log-weights ``log eta`` of shape (*batch, n), asked for only
+            when a row resamples:
+            the scheme then draws on ``log_w + log eta`` and each copy carries ``-log eta`` of its parent (the
+            auxiliary particle filter).
 
         Returns
         -------
         Moved
         """
-        decision = policy.decide(t, None if policy.static else self.ess / self.n)
-        if isinstance(decision, np.bool_):  # one row: a numpy scalar
-            decision = bool(decision)
-        mask = None
-        if not isinstance(decision, bool):
-            selected = to_host(decision)  # (*batch,) booleans: free on the host, one small copy on an accelerator
-            if not selected.any():
-                return Moved(particles, log_w, decision, None, None, {}, None)
-            if not selected.all():
-                mask = decision
-        elif not decision:
-            return Moved(particles, log_w, False, None, None, {}, None)
-        out = self.resampler(log_w, self.rng)
+        decision, mask = select_rows(policy, t, None if policy.static else self.ess / self.n)
+        if decision is False or mask is False:
+            return Moved(particles, log_w, decision, None, None, {}, None)
+        log_eta = None if lookahead is None else lookahead(particles)
+        x = log_w if log_eta is None else log_w + log_eta
+        out = self.resampler(x, self.rng)
         ancestors, out_w, flag = check_resampled(
-            out, log_w, self.resampler, t, uniform=self._uniform_output, defer=self.defer
+            out, x, self.resampler, t, uniform=self._uniform_output, defer=self.defer
         )
         xp = namespace(log_w)
         new_w = self._uniform if out_w is None else out_w - self._log_n
+        if log_eta is not None:
+            # Auxiliary weights: copies were drawn on W eta, so each carries S / eta(parent), S = sum_j W_j eta_j;
+            # their mass is then 1 in expectation and the evidence stays unbiased.
+            new_w = new_w + weigh(x).log_z[..., None] - take(log_eta, ancestors)
         reborn = out.reborn
         if mask is not None:
             keep = ~mask[..., None]
