@@ -16,8 +16,9 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
-import smckit  # noqa: E402
 from smckit_fvd import FlemingViot  # noqa: E402
+
+import smckit  # noqa: E402
 from smckit import Always, FeynmanKac  # noqa: E402
 from smckit.distributed import (  # noqa: E402
     Comm,
