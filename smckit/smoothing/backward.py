@@ -12,9 +12,10 @@ state-space filter it is the transition density ``f_t(x_t | x_{t-1})``. Two exac
 - ``"quadratic"``: compute the n weights of every draw, O(n) per draw;
 - ``"reject"``: propose ``j ~ W_{t-1}`` and accept with probability ``exp(log_transition - bound)``, where
   ``bound = model.log_transition_max(t)`` bounds the density; O(1 / acceptance) per draw. Acceptance can
-  collapse (an outlying x_t far from every x_{t-1}^j): once the rejection rounds of a step have cost as much as
-  exact draws for the targets still pending would (ski rental: the total stays within twice the cheaper
-  strategy), or after ``max_tries`` rounds, the pending draws are completed with the quadratic sampler. Each
+  collapse (an x_t far from the particles that carry the weight): when exact draws for the targets still pending
+  cost less than the rounds they are expected to need at the latest acceptance rate, or than the rounds already
+  made (ski rental: the total stays within about twice the cheaper strategy), or after ``max_tries`` rounds, the
+  pending draws are completed with the quadratic sampler. Each
   draw is then exact: it is either an accepted proposal, whose law given acceptance is ``B_t``, or an exact draw
   from ``B_t``, and the switch depends only on rejections already made, not on the value it will draw (the
   hybrid of Dau and Chopin, 2022, "On the complexity of backward smoothing algorithms").
@@ -42,8 +43,10 @@ METHODS = ("reject", "quadratic")
 
 # Pairs (target, candidate parent) evaluated at once by the quadratic sampler: bounds its temporaries.
 PAIRS_PER_CHUNK = 1 << 16  # temporaries of 512 KiB in float64: they stay in cache (measured best at n = 1e4)
-# The fixed cost of one rejection round (Python and kernel launches), in pair evaluations of the quadratic sampler.
-ROUND_COST = 4096
+# Costs in pair evaluations of the quadratic sampler (about 13 ns each with numpy at n = 1e4), measured with
+# benchmarks/bench_smoothing.py: a rejection round's fixed cost (calls, searches), and each proposal's.
+ROUND_COST = 8192
+PROPOSAL_COST = 8
 # Slack on the bound check, relative to its magnitude (round-off in float32 log-densities).
 BOUND_SLACK = 1e-4
 
@@ -197,10 +200,12 @@ class BackwardKernel:
             count = xp.sum(xp.astype(still, xp.int64), axis=-1)
             width = int(xp.max(count))
             pos = xp.take_along_axis(pos, order, axis=-1)[..., :width]
-            # Ski rental: once the rounds have cost as much as the exact draws of what is pending, finish exactly.
-            # Total cost stays within twice the better of the two, however acceptance behaves.
-            spent += ROUND_COST + tried
-            if width * n <= spent:
+            # Finish exactly when that is cheaper than what the rounds are expected to cost at the latest
+            # acceptance rate, or (ski rental, robust to a noisy rate) once the rounds have cost as much as it.
+            exact = width * n
+            spent += ROUND_COST + PROPOSAL_COST * tried
+            expected = (ROUND_COST + PROPOSAL_COST * width) * (tried + 1) / (won + 0.5)
+            if exact <= spent or exact <= expected:
                 break
         if width > 0:
             self._complete(t, prev, prev_log_weights, state, rng, result, pos, count, offset)
