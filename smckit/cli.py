@@ -4,7 +4,8 @@ Sub-commands:
 
 ``smckit plugins [--json] [--check]``
     List the plugins (built-ins and installed third-party ones): name, distribution, version, status and what
-    each provides. ``--check`` exits with 1 when a plugin failed to load or caused a name conflict.
+    each provides (aliases in brackets). ``--check`` exits with 1 when a plugin failed to load or caused a name
+    conflict: a built-in's name claimed, a name registered twice, or a bare name claimed by two plugins.
 ``smckit demo [...]``
     The diffusion-steering demo (:mod:`smckit.examples.demo`, loaded only by this command); its options are
     the demo's own (``smckit demo --help``), checked before any work. Needs the ``diffusion`` extra.
@@ -70,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
     plugins.add_argument(
-        "--check", action="store_true", help="exit with status 1 if a plugin failed to load or caused a name conflict"
+        "--check",
+        action="store_true",
+        help="exit with status 1 if a plugin failed to load or caused a name conflict (a built-in's name claimed, "
+        "a name registered twice, or one bare name claimed by two plugins)",
     )
     plugins.set_defaults(func=_cmd_plugins)
 
@@ -166,6 +170,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "distribution": c.distribution,
                     "owner": c.owner,
                     "reason": c.reason,
+                    "claimants": list(c.claimants),
                     "message": c.message,
                 }
                 for c in registry.conflicts
@@ -189,10 +194,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             details.append("  plugin autoload is off (SMCKIT_DISABLE_PLUGIN_AUTOLOAD): third-party plugins not loaded")
         if details:
             print()
-            print("\n".join(details))
+            print("\n".join(dict.fromkeys(details)))  # an ambiguity is every claimant's: say it once
     if args.check and problems:
-        names = ", ".join(f"{r.describe()} [{r.status if not r.ok else 'commands failed'}]" for r in problems)
-        print(f"{_PROG} plugins --check: {len(problems)} problem(s): {names}", file=sys.stderr)
+        lines = [f"{_PROG} plugins --check: {len(problems)} problem(s):"]
+        for r in problems:
+            status = r.status if not r.ok else "commands failed"
+            why = (r.error,) if r.error else r.conflicts or (command_errors.get(f"{r.distribution}:{r.name}"),)
+            lines.append(f"  {r.describe()} [{status}]: {'; '.join(map(str, why))}")
+        print("\n".join(lines), file=sys.stderr)
         return 1
     return 0
 
@@ -201,7 +210,9 @@ def _plugins_table(records: Sequence[Any], commands: dict[str, list[str]]) -> st
     header = ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "PROVIDES")
     rows = [header]
     for r in records:
-        provides = [f"{kind}: {', '.join(names)}" for kind, names in r.provides.items()]
+        provides = [
+            f"{kind}: {', '.join(_with_aliases(names, r.aliases.get(kind, {})))}" for kind, names in r.provides.items()
+        ]
         cmds = commands.get(f"{r.distribution}:{r.name}", [])
         if cmds:
             provides.append(f"commands: {', '.join(cmds)}")
@@ -210,6 +221,15 @@ def _plugins_table(records: Sequence[Any], commands: dict[str, list[str]]) -> st
     return "\n".join(
         "  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths)), row[-1]]).rstrip() for row in rows
     )
+
+
+def _with_aliases(names: Sequence[str], aliases: dict[str, tuple[str, ...]]) -> list[str]:
+    """``["fleming-viot (alias fvd)", ...]``: each name with the other names it answers to."""
+    shown = []
+    for name in names:
+        more = aliases.get(name, ())
+        shown.append(f"{name} (alias{'es' if len(more) > 1 else ''} {', '.join(more)})" if more else name)
+    return shown
 
 
 # -- smckit demo ---------------------------------------------------------------------------------------------

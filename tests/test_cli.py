@@ -51,7 +51,7 @@ def test_plugins_table_and_check(fake, capsys):
     assert lines[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "PROVIDES"]
     assert lines[1].split()[:4] == ["smckit_fixture_builtin", "pysmckit", smckit.__version__, "loaded"]
     assert lines[2].split()[:4] == ["a", "good-a", "1.5", "loaded"]
-    assert "resampler: dup, only-a; potential: pot-a; proposal: prop-a" in lines[2]
+    assert "resampler: dup, only-a (alias a-alias); potential: pot-a; proposal: prop-a" in lines[2]
 
 
 def test_plugins_check_fails_on_a_broken_plugin_and_on_a_conflict(fake, capsys):
@@ -69,6 +69,42 @@ def test_plugins_check_fails_on_a_broken_plugin_and_on_a_conflict(fake, capsys):
     assert main(["plugins", "--check"]) == 1
     out = capsys.readouterr()
     assert "conflict:" in out.out and "shadow (shadow-dist 1.0) [conflict]" in out.err
+
+
+def test_plugins_check_fails_when_two_plugins_claim_one_bare_name(fake, capsys):
+    fake.install("good-a", "1.0", {"a": "smckit_fixture_good_a"})
+    fake.install("good-b", "2.0", {"b": "smckit_fixture_good_b"})
+    assert main(["plugins"]) == 0  # listing alone succeeds and shows the conflict once
+    out = capsys.readouterr().out
+    assert out.count("resampler name 'dup' is claimed by 2 plugins ('good-a:dup', 'good-b:dup')") == 1
+    assert [line.split()[3] for line in out.splitlines()[2:4]] == ["conflict", "conflict"]
+    assert main(["plugins", "--check"]) == 1
+    err = capsys.readouterr().err
+    for who in ("a (good-a 1.0) [conflict]: the resampler name 'dup'", "b (good-b 2.0) [conflict]: the resampler name"):
+        assert who in err
+    assert main(["plugins", "--json", "--check"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [(c["plugin"], c["reason"], c["claimants"]) for c in report["conflicts"]] == [
+        ("a", "ambiguous", ["good-a:dup", "good-b:dup"]),
+        ("b", "ambiguous", ["good-a:dup", "good-b:dup"]),
+    ]
+    assert report["available"]["resampler"] == ["builtin-scheme", "good-a:dup", "good-b:dup", "only-a", "only-b"]
+
+
+def test_plugins_table_shows_aliases(fake, capsys):
+    fake.install("good-a", "1.5", {"a": "smckit_fixture_good_a"})
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "resampler: builtin-scheme (alias bs); potential: builtin-potential" in out
+    assert "resampler: dup, only-a (alias a-alias)" in out
+
+
+def test_real_fleming_viot_alias_is_listed():
+    pytest.importorskip("smckit_fvd")  # installed from plugins/smckit-fvd (see CONTRIBUTING.md)
+    out = subprocess.run([sys.executable, "-m", "smckit", "plugins"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    (line,) = [line for line in out.stdout.splitlines() if "smckit-fvd" in line]
+    assert "resampler: fleming-viot (alias fvd)" in line
 
 
 def test_plugins_json_in_a_subprocess(tmp_path, monkeypatch):

@@ -125,6 +125,8 @@ def test_broken_plugins_are_reported_while_the_others_load(fake):
 def test_duplicate_bare_name_is_ambiguous_and_qualified_names_work(fake):
     fake.install("good-a", "1.0", {"a": "smckit_fixture_good_a"})
     fake.install("Good_B", "1.0", {"b": "smckit_fixture_good_b"})
+    with pytest.warns(SMCKitPluginWarning, match="resampler name 'dup' is claimed by 2 plugins"):
+        smckit.plugins.get_registry()
     with pytest.raises(AmbiguousPluginError) as err:
         smckit.plugins.make_resampler("dup")
     assert "'good-a:dup'" in str(err.value) and "'Good_B:dup'" in str(err.value)
@@ -135,8 +137,52 @@ def test_duplicate_bare_name_is_ambiguous_and_qualified_names_work(fake):
     assert make("only-b").origin == "b"  # unshared names stay usable bare
     resamplers = smckit.plugins.available("resampler")
     assert resamplers == sorted(["builtin-scheme", "good-a:dup", "Good_B:dup", "only-a", "only-b"])
-    # An ambiguity is not a conflict: both plugins loaded fine.
-    assert all(r.status == "loaded" for r in smckit.plugins.plugins())
+    # An ambiguity is a conflict of both claimants, whichever loaded first; nothing else is affected.
+    records = {r.name: r for r in smckit.plugins.plugins()}
+    statuses = [records[name].status for name in ("a", "b", FAKE_BUILTIN)]
+    assert statuses == ["conflict", "conflict", "loaded"]
+    assert records["a"].conflicts == records["b"].conflicts
+    (message,) = records["a"].conflicts
+    assert "('Good_B:dup', 'good-a:dup')" in message and "AmbiguousPluginError" in message  # loading order
+    conflicts = smckit.plugins.get_registry().conflicts
+    assert [(c.kind, c.name, c.plugin, c.distribution, c.reason, c.owner) for c in conflicts] == [
+        ("resampler", "dup", "b", "Good_B", "ambiguous", "good-a:dup"),
+        ("resampler", "dup", "a", "good-a", "ambiguous", "Good_B:dup"),
+    ]
+
+
+def test_an_alias_that_another_plugin_uses_as_a_name_is_ambiguous_until_one_is_removed(fake):
+    fake.install("good-a", "1.0", {"a": "smckit_fixture_good_a"})  # registers "only-a" with the alias "a-alias"
+
+    class Clash:
+        @hookimpl
+        def smckit_register_resamplers(self, register):
+            register("a-alias", lambda: "clash")
+
+    with pytest.warns(SMCKitPluginWarning, match="'a-alias' is claimed by 2 plugins"):
+        record = smckit.plugins.register_plugin(Clash(), name="clash")
+    assert record.status == "conflict" and _record("a").status == "conflict"
+    with pytest.raises(AmbiguousPluginError, match="'good-a:only-a', 'clash:a-alias'"):
+        smckit.plugins.make_resampler("a-alias")
+    smckit.plugins.unregister_plugin("clash")  # the ambiguity, derived from what is registered, goes with it
+    assert _record("a").status == "loaded" and _record("a").conflicts == ()
+    assert smckit.plugins.make_resampler("a-alias").origin == "a"
+
+
+def test_strict_mode_turns_an_ambiguous_name_into_an_error(fake, monkeypatch):
+    fake.install("good-a", "1.0", {"a": "smckit_fixture_good_a"})
+    fake.install("good-b", "1.0", {"b": "smckit_fixture_good_b"})
+    monkeypatch.setenv(loader.ENV_STRICT, "1")
+    with pytest.raises(PluginConflictError, match="resampler name 'dup' is claimed by 2 plugins"):
+        smckit.plugins.get_registry()
+
+
+def test_records_list_aliases(fake):
+    fake.install("good-a", "1.0", {"a": "smckit_fixture_good_a"})
+    record = _record("a")
+    assert record.provides["resampler"] == ("dup", "only-a")
+    assert record.aliases == {"resampler": {"only-a": ("a-alias",)}}
+    assert record.as_dict()["aliases"] == {"resampler": {"only-a": ["a-alias"]}}
 
 
 def test_third_party_cannot_replace_a_builtin(fake):

@@ -18,7 +18,9 @@ Environment switches, read at load time:
     listed with status ``"disabled"``.
 ``SMCKIT_STRICT_PLUGINS=1``
     Strict mode: a plugin that fails to load raises :class:`~smckit.errors.PluginLoadError`, and a plugin that
-    claims a built-in's name (or a name twice) raises :class:`~smckit.errors.PluginConflictError`.
+    claims a built-in's name, a name twice, or a bare name that an earlier third-party plugin claims raises
+    :class:`~smckit.errors.PluginConflictError`. Outside strict mode each of these is a
+    :class:`SMCKitPluginWarning`, and the plugin is listed with the status ``"conflict"``.
 
 Registration modules (built-in or not) should be cheap to import: import heavy libraries such as torch inside
 the factories, not at module level, because every first registry lookup imports every registration module.
@@ -463,6 +465,10 @@ def _register(
         conflicts.extend(registry.add(entry))
     provides = {kind: tuple(dict.fromkeys(e.name for e in staged if e.kind == kind)) for kind in HOOKS}
     provides = {kind: names for kind, names in provides.items() if names}
+    kept = [e for e in registry.entries() if e.plugin == name and e.distribution == distribution and e.aliases]
+    aliases: dict[str, dict[str, tuple[str, ...]]] = {}
+    for e in kept:  # the aliases the registry kept (not those the plugin repeated)
+        aliases.setdefault(e.kind, {})[e.name] = e.aliases
     has_commands = any(impl.plugin is obj for impl in getattr(manager.hook, COMMANDS_HOOK).get_hookimpls())
     if not staged and not has_commands and not notes:
         where = "" if builtin else " (does the entry point name the module with the @hookimpl functions?)"
@@ -475,17 +481,18 @@ def _register(
         builtin=builtin,
         status=CONFLICT if conflicts else LOADED,
         provides=provides,
-        conflicts=tuple(c.message for c in conflicts),
+        aliases=aliases,
+        conflicts=tuple(dict.fromkeys(c.message for c in conflicts)),
         notes=tuple(notes),
     )
     if conflicts and state.strict:
         registry.remove_plugin(name, distribution)
         manager.unregister(obj)
-        raise PluginConflictError("; ".join(c.message for c in conflicts))
+        raise PluginConflictError("; ".join(record.conflicts))
     registry.add_record(record)
     state.plugins.append((record, obj))
-    for conflict in conflicts:
-        warnings.warn(conflict.message, SMCKitPluginWarning, stacklevel=4)
+    for message in record.conflicts:
+        warnings.warn(message, SMCKitPluginWarning, stacklevel=4)
     for note in notes:
         if not note.startswith("provides nothing") or not builtin:
             warnings.warn(f"plugin {record.describe()}: {note}", SMCKitPluginWarning, stacklevel=4)

@@ -8,7 +8,9 @@ Every registration is an :class:`Entry`: a ``kind`` (``"resampler"``, ``"potenti
   aliases work after the colon too;
 - a bare name finds the one entry that claims it (as its name or as an alias);
 - a bare name claimed by two or more third-party distributions is ambiguous: :class:`AmbiguousPluginError`
-  lists the qualified names to choose from;
+  lists the qualified names to choose from. This is a *conflict* too (of every claimant): ``smckit plugins``
+  marks each claimant ``"conflict"`` and ``--check`` fails, because code that worked with one of the plugins
+  installed breaks when the other is installed;
 - a bare name (or alias) of a built-in belongs to the built-in. A third-party registration of that name is a
   *conflict*: it is recorded and reported, the bare name keeps meaning the built-in, and the third-party entry
   stays reachable under its qualified name only (so nothing is replaced silently, and nothing that was
@@ -172,8 +174,12 @@ class Conflict:
     owner : str
         The qualified name of the entry that keeps the bare name.
     reason : str
-        ``"builtin"`` (the name belongs to a built-in) or ``"duplicate"`` (the same distribution registered the
-        name twice; the first registration is kept).
+        ``"builtin"`` (the name belongs to a built-in), ``"duplicate"`` (the same distribution registered the
+        name twice; the first registration is kept) or ``"ambiguous"`` (another third-party distribution claims
+        the same bare name: both entries are kept, reachable only by their qualified names; ``owner`` is then
+        one of the other claimants, and ``claimants`` lists them all).
+    claimants : tuple of str
+        For ``"ambiguous"``: the qualified names of every entry that claims the bare name, in registration order.
     """
 
     kind: str
@@ -182,10 +188,18 @@ class Conflict:
     distribution: str
     owner: str
     reason: str
+    claimants: tuple[str, ...] = ()
 
     @property
     def message(self) -> str:
         """A sentence describing the conflict and what happens to the name."""
+        if self.reason == "ambiguous":  # the same sentence for every claimant, so a listing shows it once
+            names = ", ".join(repr(q) for q in self.claimants)
+            return (
+                f"the {self.kind} name {self.name!r} is claimed by {len(self.claimants)} plugins ({names}): the bare "
+                f"name is ambiguous (looking it up raises AmbiguousPluginError); use a qualified name, or uninstall "
+                f"all but one of them"
+            )
         if self.reason == "builtin":
             return (
                 f"plugin {self.plugin!r} ({self.distribution}) tried to register the {self.kind} name "
@@ -221,6 +235,9 @@ class PluginRecord:
         For ``"failed"`` and ``"unavailable"``: the exception, as ``"Type: message"``.
     provides : dict of str to tuple of str
         Registered names per kind (only kinds with at least one name).
+    aliases : dict of str to dict of str to tuple of str
+        Per kind, the aliases of each provided name that has some (e.g. ``{"resampler": {"fleming-viot":
+        ("fvd",)}}``).
     conflicts : tuple of str
         Messages of the conflicts this plugin caused.
     notes : tuple of str
@@ -235,6 +252,7 @@ class PluginRecord:
     status: str = LOADED
     error: str | None = None
     provides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     conflicts: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -259,6 +277,7 @@ class PluginRecord:
             "status": self.status,
             "error": self.error,
             "provides": {kind: list(names) for kind, names in self.provides.items()},
+            "aliases": {kind: {name: list(a) for name, a in names.items()} for kind, names in self.aliases.items()},
             "conflicts": list(self.conflicts),
             "notes": list(self.notes),
         }
@@ -288,29 +307,37 @@ class Registry:
 
         A third-party entry whose name or alias belongs to a built-in of the same kind is kept, but that name
         is withheld from bare lookups (it stays reachable as ``"distribution:name"``). A second registration of
-        a name by the same distribution is dropped in favour of the first.
+        a name by the same distribution is dropped in favour of the first. A name that another third-party
+        distribution claims too is kept by both and made ambiguous; the ``"ambiguous"`` conflicts returned are
+        the new entry's (the registry derives every claimant's from its entries, see :attr:`conflicts`).
         """
         _check_kind(entry.kind)
         dist = normalise_distribution(entry.distribution)
         same_dist = [e for e in self._entries[entry.kind] if normalise_distribution(e.distribution) == dist]
         taken = {name: e for e in same_dist for name in e.names}
         if entry.name in taken:  # the whole entry repeats an earlier one of the same distribution
-            conflicts = [self._conflict(entry, entry.name, taken[entry.name].qualified_name, "duplicate")]
-        else:
-            conflicts = [
-                self._conflict(entry, alias, taken[alias].qualified_name, "duplicate")
-                for alias in entry.aliases
-                if alias in taken
-            ]
-            entry = replace(entry, aliases=tuple(a for a in entry.aliases if a not in taken))
-            if not entry.builtin:
-                for name in entry.names:
-                    owner = self._builtin_owner(entry.kind, name)
-                    if owner is not None:
-                        conflicts.append(self._conflict(entry, name, owner, "builtin"))
-            self._entries[entry.kind].append(entry)
+            duplicate = self._conflict(entry, entry.name, taken[entry.name].qualified_name, "duplicate")
+            self._conflicts.append(duplicate)
+            return [duplicate]
+        conflicts = [
+            self._conflict(entry, alias, taken[alias].qualified_name, "duplicate")
+            for alias in entry.aliases
+            if alias in taken
+        ]
+        entry = replace(entry, aliases=tuple(a for a in entry.aliases if a not in taken))
+        if not entry.builtin:
+            for name in entry.names:
+                owner = self._builtin_owner(entry.kind, name)
+                if owner is not None:
+                    conflicts.append(self._conflict(entry, name, owner, "builtin"))
+        self._entries[entry.kind].append(entry)
         self._conflicts.extend(conflicts)
-        return conflicts
+        ambiguous = [
+            c
+            for c in self._ambiguities(entry.kind)
+            if c.name in entry.names and c.plugin == entry.plugin and normalise_distribution(c.distribution) == dist
+        ]
+        return conflicts + ambiguous
 
     def add_record(self, record: PluginRecord) -> None:
         """Record what happened to a plugin."""
@@ -331,13 +358,28 @@ class Registry:
     # -- queries -------------------------------------------------------------------------------------------
     @property
     def records(self) -> tuple[PluginRecord, ...]:
-        """Every plugin seen, built-ins first, in loading order."""
-        return tuple(self._records)
+        """Every plugin seen, built-ins first, in loading order.
+
+        A plugin that claims an ambiguous bare name has the status ``"conflict"`` and the ambiguity among its
+        ``conflicts``, whichever of the claimants was loaded first.
+        """
+        ambiguous: dict[tuple[str, str], list[str]] = {}
+        for c in self._ambiguities():
+            ambiguous.setdefault((c.plugin, normalise_distribution(c.distribution)), []).append(c.message)
+        records = []
+        for r in self._records:
+            messages = ambiguous.get((r.name, normalise_distribution(r.distribution)))
+            if messages and r.status in (LOADED, CONFLICT):
+                r = replace(r, status=CONFLICT, conflicts=tuple(dict.fromkeys((*r.conflicts, *messages))))
+            records.append(r)
+        return tuple(records)
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:
-        """Every registration that was not accepted under its bare name."""
-        return tuple(self._conflicts)
+        """Every registration that was not accepted under its bare name: names of built-ins claimed by a third
+        party, names a distribution registered twice, and bare names claimed by several third parties (one
+        ``"ambiguous"`` conflict per claimant)."""
+        return (*self._conflicts, *self._ambiguities())
 
     @property
     def failures(self) -> tuple[PluginRecord, ...]:
@@ -409,6 +451,24 @@ class Registry:
         if builtins:
             return builtins[:1]
         return claimants
+
+    def _ambiguities(self, kind: str | None = None) -> list[Conflict]:
+        """One ``"ambiguous"`` conflict per claimant of each bare name that several third parties claim (and no
+        built-in owns), in registration order."""
+        found = []
+        for k in KINDS if kind is None else (kind,):
+            claims: dict[str, list[Entry]] = {}
+            for e in self._entries[k]:
+                for name in e.names:
+                    claims.setdefault(name, []).append(e)
+            for name, claimants in claims.items():
+                if len(claimants) < 2 or any(e.builtin for e in claimants):
+                    continue
+                qualified = tuple(e.qualified_name for e in claimants)
+                for i, e in enumerate(claimants):
+                    other = qualified[1] if i == 0 else qualified[0]
+                    found.append(Conflict(k, name, e.plugin, e.distribution, other, "ambiguous", qualified))
+        return found
 
     def _builtin_owner(self, kind: str, name: str) -> str | None:
         for e in self._entries[kind]:
