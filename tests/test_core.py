@@ -132,3 +132,23 @@ def test_run_rejects_bad_arguments():
         smckit.SMC(Tiny(), 10, history="everything")
     with pytest.raises(InvalidArgumentError):
         smckit.SMC(object(), 10)  # type: ignore[arg-type]
+
+
+# -- reprs ---------------------------------------------------------------------------------------------------
+def test_resampler_reprs_are_one_line_with_name_and_options():
+    from smckit.plugins import make_resampler
+    from smckit.resamplers import kit
+
+    for name in ("multinomial", "systematic", "stratified", "residual", "ssp", "killing"):
+        text = repr(make_resampler(name))
+        assert "\n" not in text and f"name={name!r}" in text, text
+
+    class Tuned(kit.Scheme):
+        name = "tuned"
+
+        def __init__(self, level: int = 2, table=None, *, tag: str = "x"):
+            self.level, self._table, self.tag = level, table, tag
+
+    assert repr(Tuned()) == "Tuned(name='tuned')"  # defaults are not repeated
+    tuned = Tuned(3, np.zeros((50, 50)), tag="y")
+    assert repr(tuned) == "Tuned(name='tuned', level=3, table=<ndarray shape=(50, 50)>, tag='y')"

@@ -48,6 +48,7 @@ same ancestors bit for bit; the built-ins keep each kernel beside its reference,
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 from smckit.backend import Array
@@ -186,4 +187,34 @@ class Scheme:
         return self.reference(prep)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        """One line: the class, the scheme's name and the options given to ``__init__`` that differ from their
+        defaults (read from attributes of the same name, or with a leading underscore), e.g.
+        ``Systematic(name='systematic')``."""
+        init = type(self).__init__
+        options = [f"name={self.name!r}"]
+        if init is not object.__init__:
+            for p in list(inspect.signature(init).parameters.values())[1:]:
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    continue
+                missing = object()
+                value = getattr(self, p.name, getattr(self, "_" + p.name, missing))
+                if value is not missing and (p.default is p.empty or not _same(value, p.default)):
+                    options.append(f"{p.name}={_short(value)}")
+        return f"{type(self).__name__}({', '.join(options)})"
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, or ``<type shape=...>`` when that would span lines or run long (arrays, tensors)."""
+    text = repr(value)
+    if "\n" not in text and len(text) <= 60:
+        return text
+    shape = getattr(value, "shape", None)
+    return f"<{type(value).__name__}{'' if shape is None else f' shape={tuple(shape)}'}>"
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether an option still has its default (a comparison that cannot raise or return an array)."""
+    try:
+        return bool(value is default or value == default)
+    except Exception:  # e.g. arrays, whose == is elementwise
+        return False
