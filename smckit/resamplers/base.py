@@ -72,11 +72,21 @@ class Resampled:
 class Resampler(Protocol):
     """A resampling scheme: a callable with declared capabilities.
 
-    ``rebirth_noise`` (default 0) is the scale the engine passes to ``model.rebirth`` for reborn particles.
+    Attributes
+    ----------
+    name : str
+        The name the scheme is registered under, for messages.
+    capabilities : Capabilities
+        What the scheme guarantees (checked to be a :class:`Capabilities` when the engine first makes or gets it).
+    rebirth_noise : float, optional
+        The scale the engine passes to ``model.rebirth`` for the particles the scheme marks as ``reborn``. A
+        scheme without the attribute asks for none (0); the engine checks it is a number >= 0 and that the model
+        has ``rebirth`` when it is positive.
     """
 
     name: str
     capabilities: Capabilities
+    rebirth_noise: float
 
     def __call__(self, log_weights: Array, rng: RNG, *, n_out: int | None = None) -> Resampled:
         """Resample from unnormalised log-weights of shape ``(*batch, n)``; see :class:`Resampled`."""

@@ -121,6 +121,8 @@ class Scheme:
         The scheme's name (for messages and the registry).
     capabilities : Capabilities
         What the scheme guarantees; ``variable_size`` decides whether ``n_out != n`` is accepted.
+    rebirth_noise : float
+        0: the standard schemes mark no particle as reborn.
 
     Examples
     --------
@@ -147,6 +149,7 @@ class Scheme:
 
     name: ClassVar[str] = "scheme"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    rebirth_noise: ClassVar[float] = 0.0
 
     def __call__(self, log_weights: Array, rng: Any, *, n_out: int | None = None) -> Resampled:
         """Resample from unnormalised log-weights.
