@@ -159,9 +159,11 @@ def estimate_variance(log_weights: Array, eve: Array, num_resampled: Array, valu
 
     Examples
     --------
+    >>> import numpy as np
     >>> w = np.log(np.full(4, 0.25))
-    >>> estimate_variance(w, np.array([0, 0, 2, 2]), np.array(1), np.array([1.0, 1.0, 3.0, 3.0]))
-    array(0.88888889)
+    >>> v = estimate_variance(w, np.array([0, 0, 2, 2]), 1, np.array([1.0, 1.0, 3.0, 3.0]))
+    >>> round(float(v), 6)   # (4/3)^2 * ((1/4 * -1) * 2)^2 * 2
+    0.888889
     """
     log_c, _ = _collision(log_weights, eve, num_resampled)
     xp = namespace(values)

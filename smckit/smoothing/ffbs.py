@@ -66,6 +66,7 @@ def backward_sampling(
 
     Examples
     --------
+    >>> import smckit
     >>> from smckit.models import Bootstrap, LinearGaussian
     >>> from smckit.smoothing import backward_sampling
     >>> ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)

@@ -39,6 +39,7 @@ class FixedLag:
 
     Examples
     --------
+    >>> import smckit
     >>> from smckit.models import Bootstrap, LinearGaussian
     >>> from smckit.smoothing import FixedLag, replay
     >>> ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)

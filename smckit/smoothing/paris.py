@@ -60,6 +60,7 @@ class PaRIS:
 
     Examples
     --------
+    >>> import smckit
     >>> from smckit.models import Bootstrap, LinearGaussian
     >>> from smckit.smoothing import PaRIS, replay
     >>> ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)

@@ -67,6 +67,7 @@ def replay(result: Any, tracker: Tracker) -> Any:
 
     Examples
     --------
+    >>> import smckit
     >>> from smckit.models import Bootstrap, LinearGaussian
     >>> from smckit.smoothing import FixedLag, replay
     >>> ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)

@@ -224,6 +224,7 @@ def genealogy_paths(result: Any) -> Trajectories:
 
     Examples
     --------
+    >>> import smckit
     >>> from smckit.models import Bootstrap, LinearGaussian
     >>> ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)
     >>> _, y = ssm.simulate(20, seed=0)
