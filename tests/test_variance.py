@@ -16,8 +16,14 @@ torch = pytest.importorskip("torch")
 
 
 def _eves(result):
-    """Each final particle's step-0 ancestor and the resampling events per row (what the engine will record)."""
-    return result.history.roots()[-1], result.history.resampled.sum(axis=0)
+    """Each final particle's step-0 ancestor and the resampling events per row, from the stored genealogy.
+
+    The engine tracks the same Eve indices at O(n) memory (``result.eve``): they must agree.
+    """
+    eve = result.history.roots()[-1]
+    if getattr(result, "eve", None) is not None:
+        np.testing.assert_array_equal(result.eve, eve)
+    return eve, result.history.resampled.sum(axis=0)
 
 
 # -- exact small cases ---------------------------------------------------------------------------------------------
@@ -136,6 +142,8 @@ def _coverage(rows, n, seed):
     eve, k = _eves(res)
     half = 1.959964 * np.sqrt(log_evidence_variance(res.log_weights, eve, k))
     covered_z = np.abs(np.asarray(res.log_evidence) - exact.log_likelihood) <= half
+    if hasattr(res, "log_evidence_variance"):  # the Result method is this estimator
+        np.testing.assert_allclose(res.log_evidence_variance(), (half / 1.959964) ** 2)
     mean = res.estimate(lambda x: x[..., 0])
     half_m = 1.959964 * np.sqrt(estimate_variance(res.log_weights, eve, k, res.particles[..., 0]))
     covered_m = np.abs(mean - exact.filtered_means[-1, 0]) <= half_m

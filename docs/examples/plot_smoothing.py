@@ -14,7 +14,6 @@ import numpy as np
 import smckit
 from smckit.models import Bootstrap, LinearGaussian, rts_smoother
 from smckit.smoothing import FixedLag, backward_sampling, genealogy_paths, replay
-from smckit.variance import log_evidence_variance
 
 ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=1.0)
 x, y = ssm.simulate(80, seed=2)
@@ -73,11 +72,9 @@ fig.tight_layout()
 # %%
 # An error bar from the same run
 # ------------------------------
-# The Lee-Whiteley estimator reads the Monte Carlo variance of the log-likelihood off the genealogy (the step-0
-# ancestor of every final particle), with no second run.
+# The Lee-Whiteley estimator (:mod:`smckit.variance`) reads the Monte Carlo variance of the log-likelihood off
+# the genealogy (the step-0 ancestor of every final particle, ``result.eve``), with no second run.
 
-eve = result.history.roots()[-1]
-events = result.history.resampled.sum(axis=0)
-se = float(np.sqrt(log_evidence_variance(result.log_weights, eve, events)))
+se = float(np.sqrt(result.log_evidence_variance()))
 estimate, truth = float(result.log_evidence), float(exact.filter.log_likelihood)
 print(f"log-likelihood: {estimate:.2f} +- {1.96 * se:.2f} (95%), exact {truth:.2f}")
