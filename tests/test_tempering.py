@@ -105,7 +105,7 @@ def test_every_step_ess_equals_the_target(backend, target):
 
 def test_default_policy_is_always_and_resamples_every_step():
     model = make_model(_NumpyBackend())
-    assert isinstance(AdaptiveTempering.default_policy, smckit.Always)
+    assert isinstance(model.default_policy.policy, smckit.Always)
     res = smckit.run(model, 200, seed=0)
     assert not res.history.resampled[0] and np.all(res.history.resampled[1:])
     assert float(res.particles.exponent[0]) == 1.0
@@ -144,7 +144,8 @@ def test_metropolis_moves_leave_the_target_invariant():
     x = post_mean + post_sd * rng.normal((n, 2))
     ll = model.log_likelihood(x)
     state = TemperingState(x, model.prior.logpdf(x), ll, np.ones(n), np.zeros(n), np.zeros(n))
-    moved, _, _, acc = model.move(state, rng)
+    ev, acc = model.move_particles(state, rng)
+    moved = ev.x
     assert 0.2 < acc.mean() < 0.8
     # The moved draws are correlated with the start, but each is marginally posterior-distributed and the
     # n draws are independent of each other: i.i.d. standard errors apply.
