@@ -15,9 +15,10 @@ number of resampling events of the row. With ``c = (n / (n - 1))^(k + 1)``:
 
 Assumptions, and what happens outside them:
 
-- multinomial resampling (the theory's setting). Other unbiased schemes (systematic, stratified, residual,
-  SSP) resample with less variance than multinomial, so the estimators tend to over-estimate their variance
-  (conservative intervals);
+- multinomial resampling (the theory's setting). With other schemes the estimators are not justified, and they
+  can be badly off: with systematic resampling (linear Gaussian model, n = 500-1000, T = 10-20) we measured the
+  log-evidence variance under-estimated by a factor of 1.5 to 5 (95% intervals covering 58-89% of the time),
+  while the variance of a filtering mean stayed about right;
 - resampling at every step or adaptively: with ESS-triggered resampling, k counts the events that happened, and
   the estimators stay consistent (Du and Guyader, 2021, "Variance estimation in adaptive sequential Monte
   Carlo", Annals of Applied Probability 31(3));
