@@ -112,7 +112,7 @@ class Step:
 
 
 class SMC:
-    """The SMC engine as an iterator: each ``next()`` runs one step and returns a :class:`Step`.
+    """The SMC engine as an iterator: each ``next()`` runs one step and returns a :class:`~smckit.Step`.
 
     Parameters
     ----------
@@ -143,7 +143,7 @@ class SMC:
     ------
     InvalidArgumentError
         For a non-positive ``n_particles``, an unknown history mode, a model without a usable horizon, a policy
-        that is not a :class:`Policy`, a resampler whose ``capabilities`` are not :class:`Capabilities`, or a
+        that is not a :class:`~smckit.Policy`, a resampler whose ``capabilities`` are not :class:`~smckit.Capabilities`, or a
         resampler with rebirth noise and a model without ``rebirth``.
 
     Notes
@@ -234,7 +234,7 @@ class SMC:
         return step
 
     def run(self) -> Result:
-        """Run every remaining step and return the :class:`Result`."""
+        """Run every remaining step and return the :class:`~smckit.Result`."""
         for _ in self:
             pass
         return self.result
@@ -441,7 +441,7 @@ def run(
     progress: bool = False,
     trackers: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Run SMC on ``model`` with ``n_particles`` particles per population and return the :class:`Result`.
+    """Run SMC on ``model`` with ``n_particles`` particles per population and return the :class:`~smckit.Result`.
 
     See :class:`SMC` for the parameters; ``run(...)`` is ``SMC(...).run()``.
 
