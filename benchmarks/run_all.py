@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-SCRIPTS = ("bench_filter", "bench_resamplers", "bench_fvd", "bench_diffusion", "bench_distributed")
+SCRIPTS = tuple(sorted(path.stem for path in HERE.glob("bench_*.py")))  # every benchmark here takes --quick
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from smckit.errors import (
     ProcessGroupError,
     ShapeError,
     SMCError,
+    SMCWarning,
     UnknownPluginError,
 )
 from smckit.model import FeynmanKac
@@ -55,5 +56,6 @@ __all__ = [
     "PluginConflictError",
     "PluginLoadError",
     "ProcessGroupError",
+    "SMCWarning",
     "__version__",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "PluginConflictError",
     "PluginLoadError",
     "ProcessGroupError",
+    "SMCWarning",
 ]
 
 
@@ -140,3 +141,7 @@ class PluginLoadError(PluginError):
 
 class ProcessGroupError(SMCError, RuntimeError):
     """torch.distributed is unavailable or not initialised, or another rank failed during a distributed run."""
+
+
+class SMCWarning(UserWarning):
+    """A result that smckit computed but whose assumptions the run does not meet (e.g. an error bar's)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from smckit.backend import Array, describe, namespace, to_host
+from smckit.errors import SMCWarning
 
 __all__ = ["History", "Result"]
 
@@ -36,6 +38,8 @@ class History:
         The weighted particles after each step (before the next step's resampling), with ``history="full"``.
     log_weights : list of arrays or None
         The normalised log-weights after each step, with ``history="full"`` only.
+    scheme : str or None
+        The name of the resampler that ran (for the assumptions of the single-run error bars).
     """
 
     ess: np.ndarray
@@ -45,6 +49,7 @@ class History:
     info: list[dict[str, Any]] = field(default_factory=list)
     particles: list[State] | None = None
     log_weights: list[Array] | None = None
+    scheme: str | None = None
 
     @property
     def num_steps(self) -> int:
@@ -200,9 +205,19 @@ class Result:
     def log_evidence_variance(self) -> np.ndarray:
         """The single-run estimate of the variance of ``log_evidence``, shape (*batch,).
 
-        Computed from the Eve indices of this run (Lee and Whiteley, 2018); see :mod:`smckit.variance`.
+        Computed from the Eve indices of this run (Lee and Whiteley, 2018); see :mod:`smckit.variance`. The
+        estimator assumes multinomial resampling: with another scheme it can be badly off (a :class:`SMCWarning`
+        says so).
         """
         from smckit.variance import log_evidence_variance
+
+        if self.history.scheme not in (None, "multinomial") and self.history.resampled.any():
+            warnings.warn(
+                f"the run resampled with {self.history.scheme!r}; the single-run variance of the log-evidence assumes "
+                "multinomial resampling and can be badly under-estimated otherwise (see smckit.variance)",
+                SMCWarning,
+                stacklevel=2,
+            )
 
         log_w = to_host(self.log_weights, np.float64)
         return np.asarray(log_evidence_variance(log_w, self._require_eve(), self._resamplings()), dtype=np.float64)

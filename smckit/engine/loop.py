@@ -143,8 +143,8 @@ class SMC:
     ------
     InvalidArgumentError
         For a non-positive ``n_particles``, an unknown history mode, a model without a usable horizon, a policy
-        that is not a :class:`~smckit.Policy`, a resampler whose ``capabilities`` are not :class:`~smckit.Capabilities`, or a
-        resampler with rebirth noise and a model without ``rebirth``.
+        that is not a :class:`~smckit.Policy`, a resampler whose ``capabilities`` are not
+        :class:`~smckit.Capabilities`, or a resampler with rebirth noise and a model without ``rebirth``.
 
     Notes
     -----
@@ -195,7 +195,7 @@ class SMC:
         self.rng = population.rng
         self.n = population.n
         self.history_mode = history
-        self.recorder = Recorder(history, model.num_steps)
+        self.recorder = Recorder(history, model.num_steps, str(getattr(self.resampler, "name", self.resampler)))
         self.t = -1
         self.state: State = None
         self.log_weights: Array = None

@@ -29,10 +29,13 @@ class Recorder:
         What to keep beyond the scalar diagnostics.
     capacity : int or None
         The horizon when known (``num_steps``), else None (the buffers grow).
+    scheme : str, optional
+        The resampler's name, kept in the history.
     """
 
-    def __init__(self, mode: str, capacity: int | None):
+    def __init__(self, mode: str, capacity: int | None, scheme: str | None = None):
         self.mode = mode
+        self.scheme = scheme
         self.capacity = capacity or 64
         self.steps = 0
         self._ess: Array = None  # (capacity, *batch), on the device of the weights
@@ -124,6 +127,7 @@ class Recorder:
             info=self.info[:steps],
             particles=None if self.particles is None else self.particles[:steps],
             log_weights=None if self.log_weights is None else self.log_weights[:steps],
+            scheme=self.scheme,
         )
 
     def _grow(self) -> None:
