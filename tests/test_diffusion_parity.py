@@ -11,14 +11,13 @@ the same numbers and the comparison is limited by float64 round-off, not by floa
 The configuration space is a product (beta schedules x prediction types x clipping x spacing x offsets x variance
 types / eta / set_alpha_to_one x zero terminal SNR x scheduler class): a fixed, evenly spread subset of it runs
 in CI (every factor value appears), plus the cases each known past divergence needed; the whole product (about
-five minutes) runs with ``SMCKIT_PARITY_FULL=1``.
+five minutes) is marked ``long``: ``python -m pytest -m long``.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import os
 import random
 
 import pytest
@@ -220,11 +219,10 @@ def test_ddim_parity(c):
     check_configuration("ddim", c)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("SMCKIT_PARITY_FULL"), reason="the whole product takes ~5 minutes")
+@pytest.mark.long
 @pytest.mark.parametrize("kind", ["ddpm", "ddim"])
 def test_full_product_parity(kind):
-    """Every configuration (1944 DDPM, 3888 DDIM): ``SMCKIT_PARITY_FULL=1 python -m pytest -k full_product``."""
+    """Every configuration (1944 DDPM, 3888 DDIM), about five minutes: ``python -m pytest -m long -k full_product``."""
     for c in DDPM_ALL if kind == "ddpm" else DDIM_ALL:
         check_configuration(kind, c)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -160,8 +158,7 @@ def test_single_run_intervals_cover_at_the_nominal_rate():
     assert abs(rate_m - 0.95) < band, rate_m
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("SMCKIT_COVERAGE_FULL"), reason="about 10 s; set SMCKIT_COVERAGE_FULL=1")
+@pytest.mark.long
 def test_single_run_intervals_cover_at_the_nominal_rate_long():
     # 3000 runs of n = 2000 particles: band 0.95 +- 3 sqrt(0.95 * 0.05 / 3000) = [0.938, 0.962]. (At n = 500 the
     # rate is measurably lower, about 0.94 for log Z and 0.93 for the mean: the variance estimate, from about 40
