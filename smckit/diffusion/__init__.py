@@ -21,6 +21,11 @@ A diffusion model becomes a Feynman-Kac model whose final target is ``p_theta(x0
   models (``x_s = (1 - s) x0 + s eps``, velocity prediction), read from ``FlowMatchEulerDiscreteScheduler`` or built
   directly, with a stochastic step of exact Gaussian log-density; :class:`RewardSteering` takes them as it takes
   the diffusion ones;
+- :func:`from_pipeline` (:mod:`smckit.diffusion.pipeline`): a diffusers text-to-image pipeline (Stable Diffusion
+  1.x/2.x, SDXL, SD3) as a :class:`PipelineSteering` model, one group per prompt, with classifier-free guidance
+  batched in one network call, chunked VAE decoding for the reward, and the images returned as the pipeline returns
+  them; :func:`from_class_conditional` does the same for class-conditional networks; reward models are in
+  :mod:`smckit.diffusion.rewards`, tiny offline pipelines for tests and examples in :mod:`smckit.diffusion.tiny`;
 - :class:`GaussianMixture`: an analytic Gaussian-mixture diffusion with an exact denoiser, whose tilt by a
   linear reward is again a Gaussian mixture in closed form (a ground truth for tests).
 
@@ -36,6 +41,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from smckit.diffusion.denoiser import Denoiser, DenoiserOutput
     from smckit.diffusion.flow import FlowDenoiser, FlowSchedule, FlowStep
     from smckit.diffusion.gmm import GaussianMixture, component_masses, linear_reward
+    from smckit.diffusion.pipeline import (
+        ClassifierFreeGuidance,
+        PipelineSteering,
+        SteeredImages,
+        from_class_conditional,
+        from_pipeline,
+    )
     from smckit.diffusion.potentials import (
         DiffPotential,
         MaxPotential,
@@ -71,6 +83,11 @@ __all__ = [
     "GaussianMixture",
     "component_masses",
     "linear_reward",
+    "from_pipeline",
+    "from_class_conditional",
+    "PipelineSteering",
+    "SteeredImages",
+    "ClassifierFreeGuidance",
 ]
 
 _WHERE = {
@@ -96,6 +113,11 @@ _WHERE = {
     "GaussianMixture": "gmm",
     "component_masses": "gmm",
     "linear_reward": "gmm",
+    "from_pipeline": "pipeline",
+    "from_class_conditional": "pipeline",
+    "PipelineSteering": "pipeline",
+    "SteeredImages": "pipeline",
+    "ClassifierFreeGuidance": "pipeline",
 }
 
 

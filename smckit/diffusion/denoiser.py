@@ -22,12 +22,38 @@ from typing import Any
 
 from smckit.errors import BackendError, InvalidArgumentError
 
-__all__ = ["Denoiser", "DenoiserOutput", "PREDICTION_TYPES"]
+__all__ = ["Denoiser", "DenoiserOutput", "PREDICTION_TYPES", "scheduler_options"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 """What a denoiser may predict: the noise, the clean sample, or the velocity (diffusers' names)."""
 
 Tensor = Any
+
+
+SCHEDULER_OPTIONS = (
+    "prediction_type",
+    "clip_sample",
+    "clip_sample_range",
+    "thresholding",
+    "dynamic_thresholding_ratio",
+    "sample_max_value",
+)
+
+
+def scheduler_options(scheduler: Any) -> dict[str, Any]:
+    """The :class:`Denoiser` options a diffusers scheduler's config sets (prediction type, clipping, thresholding).
+
+    Parameters
+    ----------
+    scheduler : diffusers scheduler
+
+    Returns
+    -------
+    dict
+        The keys of :data:`SCHEDULER_OPTIONS` that the config has.
+    """
+    config = scheduler.config
+    return {key: config[key] for key in SCHEDULER_OPTIONS if key in config}
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,14 @@ class Denoiser:
         Thresholding parameters.
     use_clipped_model_output : bool
         Re-derive ``eps`` from the clipped ``x0_hat`` (diffusers' DDIM option of that name).
+
+    Attributes
+    ----------
+    evaluations : int
+        Network evaluations per sample in one call: ``fn.evaluations`` when ``fn`` declares it (2 for
+        :class:`~smckit.diffusion.pipeline.ClassifierFreeGuidance`, whose one batched call runs the network on
+        the conditional and the unconditional input), else 1. :class:`~smckit.diffusion.RewardSteering` counts
+        its ``denoiser_calls`` with it.
 
     Raises
     ------
@@ -115,6 +149,10 @@ class Denoiser:
         self.dynamic_thresholding_ratio = float(dynamic_thresholding_ratio)
         self.sample_max_value = float(sample_max_value)
         self.use_clipped_model_output = bool(use_clipped_model_output)
+        evaluations = getattr(fn, "evaluations", 1)
+        if isinstance(evaluations, bool) or not isinstance(evaluations, int) or evaluations < 1:
+            raise InvalidArgumentError(f"the denoiser's evaluations must be a positive int, got {evaluations!r}")
+        self.evaluations = evaluations
 
     # -- constructors -----------------------------------------------------------------------------------
     @classmethod
@@ -167,17 +205,7 @@ class Denoiser:
             As for :class:`Denoiser`.
         """
         if scheduler is not None:
-            config = scheduler.config
-            for key in (
-                "prediction_type",
-                "clip_sample",
-                "clip_sample_range",
-                "thresholding",
-                "dynamic_thresholding_ratio",
-                "sample_max_value",
-            ):
-                if key in config and key not in options:
-                    options[key] = config[key]
+            options = {**scheduler_options(scheduler), **options}
 
         def call(x_t: Tensor, t: int, **conditioning: Any) -> Tensor:
             return unet(x_t, t, **conditioning).sample

@@ -51,6 +51,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from smckit.diffusion import conditioning as nests
 from smckit.diffusion.denoiser import Denoiser, DenoiserOutput
 from smckit.diffusion.potentials import RewardPotential, make_potential
 from smckit.diffusion.schedule import NoiseSchedule
@@ -109,9 +110,11 @@ class RewardSteering(FeynmanKac):
     denoiser_chunk_size : int, optional
         At most this many samples per denoiser call.
     conditioning : dict, optional
-        Keyword arguments of the denoiser. Tensors must have a leading axis of length ``groups``; they are
-        broadcast to every particle of the group (e.g. ``encoder_hidden_states`` of shape (G, L, D),
-        ``class_labels`` of shape (G,)). Other values are passed unchanged.
+        Keyword arguments of the denoiser. Tensors, at any depth of nested dicts, lists and tuples (SDXL's
+        ``added_cond_kwargs``), must have a leading axis of length ``groups``; each chunk of particles gets its
+        groups' rows (e.g. ``encoder_hidden_states`` of shape (G, L, D), ``class_labels`` of shape (G,)). They stay
+        per group, which resampling within a group leaves valid (see :mod:`smckit.diffusion.conditioning`). Other
+        values are passed unchanged.
     reward_conditioning : dict, optional
         The same for the reward (e.g. the target class of each group).
     groups : int
@@ -131,7 +134,8 @@ class RewardSteering(FeynmanKac):
     proposal : Transition
         What the particles move with (the transition, or the guided one).
     denoiser_calls : int
-        Per-sample denoiser evaluations made so far (G * n per timestep), for accounting.
+        Network evaluations made so far, per sample: G * n per timestep, times the denoiser's
+        :attr:`~smckit.diffusion.Denoiser.evaluations` (2 under classifier-free guidance), for accounting.
 
     Raises
     ------
@@ -238,9 +242,9 @@ class RewardSteering(FeynmanKac):
             )
         self.device = torch.device(device if device is not None else "cpu")
         self._like = torch.empty(0, dtype=self.dtype, device=self.device)
-        self.conditioning = self._check_conditioning(conditioning, "conditioning")
-        self.reward_conditioning = self._check_conditioning(reward_conditioning, "reward_conditioning")
-        self._flat_cond: dict[tuple[str, int], dict[str, Any]] = {}
+        self.conditioning = nests.check(conditioning, groups, self.device, "conditioning")
+        self.reward_conditioning = nests.check(reward_conditioning, groups, self.device, "reward_conditioning")
+        self._rows: dict[tuple[int, int, int], Tensor] = {}
         self.num_steps = len(schedule.timesteps) + 1
         self.denoiser_calls = 0
 
@@ -392,14 +396,13 @@ class RewardSteering(FeynmanKac):
         t = self.schedule.timesteps[i]
         level = self.schedule.level(i)
         flat = x.reshape(g * n, *self.event_shape)
-        cond = self._flat_conditioning("conditioning", n)
         eps_parts, x0_parts = [], []
         with torch.no_grad():
             for lo, hi in _chunks(g * n, self.denoiser_chunk_size):
-                out = self.denoiser(flat[lo:hi], t, level, **_slice(cond, lo, hi, g * n))
+                out = self.denoiser(flat[lo:hi], t, level, **self._chunk_conditioning(self.conditioning, n, lo, hi))
                 eps_parts.append(out.eps)
                 x0_parts.append(out.x0_hat)
-        self.denoiser_calls += g * n
+        self.denoiser_calls += g * n * self.denoiser.evaluations
         eps, x0_hat = _cat(eps_parts), _cat(x0_parts)
         return DenoiserOutput(eps.reshape(x.shape), x0_hat.reshape(x.shape))
 
@@ -411,20 +414,18 @@ class RewardSteering(FeynmanKac):
         t = self.schedule.timesteps[i]
         level = self.schedule.level(i)
         flat = x.reshape(g * n, *self.event_shape)
-        cond = self._flat_conditioning("conditioning", n)
-        reward_cond = self._flat_conditioning("reward_conditioning", n)
         eps_parts, x0_parts, reward_parts, grad_parts = [], [], [], []
         with torch.enable_grad():
             for lo, hi in _chunks(g * n, self.denoiser_chunk_size):
                 chunk = flat[lo:hi].detach().requires_grad_(True)
-                out = self.denoiser(chunk, t, level, **_slice(cond, lo, hi, g * n))
-                r = self._call_reward(out.x0_hat, _slice(reward_cond, lo, hi, g * n))
+                out = self.denoiser(chunk, t, level, **self._chunk_conditioning(self.conditioning, n, lo, hi))
+                r = self._call_reward(out.x0_hat, self._chunk_conditioning(self.reward_conditioning, n, lo, hi))
                 (grad,) = torch.autograd.grad(r.sum(), chunk)
                 eps_parts.append(out.eps.detach())
                 x0_parts.append(out.x0_hat.detach())
                 reward_parts.append(r.detach())
                 grad_parts.append(grad.detach())
-        self.denoiser_calls += g * n
+        self.denoiser_calls += g * n * self.denoiser.evaluations
         out = DenoiserOutput(_cat(eps_parts).reshape(x.shape), _cat(x0_parts).reshape(x.shape))
         return out, _cat(reward_parts).reshape(g, n), _cat(grad_parts).reshape(x.shape)
 
@@ -435,11 +436,11 @@ class RewardSteering(FeynmanKac):
         if self.reward is None:
             return x0.new_zeros((g, n), dtype=wide_dtype(x0))
         flat = x0.reshape(g * n, *self.event_shape)
-        cond = self._flat_conditioning("reward_conditioning", n)
         parts = []
         with torch.no_grad():
             for lo, hi in _chunks(g * n, self.chunk_size):
-                parts.append(self._call_reward(flat[lo:hi], _slice(cond, lo, hi, g * n)))
+                cond = self._chunk_conditioning(self.reward_conditioning, n, lo, hi)
+                parts.append(self._call_reward(flat[lo:hi], cond))
         return _cat(parts).reshape(g, n)
 
     def _reward_gradient(self, x0: Tensor) -> Tensor:
@@ -448,12 +449,11 @@ class RewardSteering(FeynmanKac):
 
         g, n = x0.shape[0], x0.shape[1]
         flat = x0.reshape(g * n, *self.event_shape)
-        cond = self._flat_conditioning("reward_conditioning", n)
         parts = []
         with torch.enable_grad():
             for lo, hi in _chunks(g * n, self.chunk_size):
                 chunk = flat[lo:hi].detach().requires_grad_(True)
-                r = self._call_reward(chunk, _slice(cond, lo, hi, g * n))
+                r = self._call_reward(chunk, self._chunk_conditioning(self.reward_conditioning, n, lo, hi))
                 (grad,) = torch.autograd.grad(r.sum(), chunk)
                 parts.append(grad.detach())
         return _cat(parts).reshape(x0.shape)
@@ -476,33 +476,17 @@ class RewardSteering(FeynmanKac):
         return r.to(torch.promote_types(r.dtype, wide_dtype(x0)))  # weights never in half precision
 
     # -- conditioning ----------------------------------------------------------------------------------
-    def _check_conditioning(self, cond: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
-        out = dict(cond or {})
-        for key, value in out.items():
-            if not hasattr(value, "device") or not hasattr(value, "shape"):
-                continue
-            if value.ndim < 1 or value.shape[0] != self.groups:
-                raise ShapeError(
-                    f"{what}[{key!r}] has shape {tuple(value.shape)}; tensors need a leading axis of length "
-                    f"groups = {self.groups} (one row per group)"
-                )
-            if value.device != self.device:
-                raise BackendError(
-                    f"{what}[{key!r}] lives on {value.device} but the model runs on {self.device}; move it first"
-                )
-        return out
+    def _chunk_conditioning(self, cond: dict[str, Any], n: int, lo: int, hi: int) -> dict[str, Any]:
+        """The conditioning of the flattened particles ``lo .. hi-1`` (of ``G * n``): each its group's rows."""
+        if not nests.tensors(cond):
+            return cond
+        key = (n, lo, hi)
+        rows = self._rows.get(key)
+        if rows is None:
+            import torch
 
-    def _flat_conditioning(self, what: str, n: int) -> dict[str, Any]:
-        key = (what, n)
-        if key not in self._flat_cond:
-            flat = {}
-            for name, value in getattr(self, what).items():
-                if hasattr(value, "device") and hasattr(value, "shape"):
-                    rest = tuple(value.shape[1:])
-                    value = value.unsqueeze(1).expand(self.groups, n, *rest).reshape(self.groups * n, *rest)
-                flat[name] = value
-            self._flat_cond[key] = flat
-        return self._flat_cond[key]
+            rows = self._rows[key] = torch.arange(lo, hi, device=self.device) // n
+        return nests.gather(cond, rows)
 
     def __repr__(self) -> str:
         return (
@@ -523,12 +507,6 @@ def _check_chunk(value: int | None, name: str) -> int | None:
 def _chunks(total: int, size: int | None) -> list[tuple[int, int]]:
     step = total if size is None else size
     return [(lo, min(lo + step, total)) for lo in range(0, total, step)]
-
-
-def _slice(cond: dict[str, Any], lo: int, hi: int, total: int) -> dict[str, Any]:
-    if lo == 0 and hi == total:
-        return cond
-    return {k: (v[lo:hi] if hasattr(v, "shape") and hasattr(v, "device") else v) for k, v in cond.items()}
 
 
 def _cat(parts: list[Tensor]) -> Tensor:
