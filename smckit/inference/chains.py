@@ -178,14 +178,14 @@ class Chains:
         -------
         arviz.InferenceData
             ``posterior`` with one variable per coordinate (dims ``chain``, ``draw``), ``sample_stats`` with
-            ``log_likelihood``, ``lp`` (log prior plus log-likelihood) and ``accepted``.
+            ``log_likelihood_estimate``, ``lp`` (log prior plus log-likelihood) and ``accepted``.
         """
         az = import_arviz()
         draws = self.stacked(burn_in)
         flat = lambda a: a[..., burn_in:].reshape(-1, draws.shape[1])  # noqa: E731
         posterior = {name: draws[..., j] for j, name in enumerate(self.names)}
         stats = {
-            "log_likelihood": flat(self.log_likelihood),
+            "log_likelihood_estimate": flat(self.log_likelihood),
             "lp": flat(self.log_prior + self.log_likelihood),
             "accepted": flat(self.accepted),
         }

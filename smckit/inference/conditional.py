@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from smckit.backend import Array, namespace
 from smckit.engine import run
 from smckit.errors import InvalidArgumentError
@@ -27,7 +29,6 @@ from smckit.random import RNG
 from smckit.resamplers.base import Capabilities, Resampled
 from smckit.result import Result
 from smckit.smoothing import Categorical, backward_sampling, genealogy_paths
-from smckit.smoothing.categorical import sample_each
 from smckit.state import leaves, take, tree_map
 
 __all__ = ["Pinned", "ConditionalResampler", "conditional_smc", "draw_path", "SAMPLING"]
@@ -122,18 +123,44 @@ class ConditionalResampler:
         n = log_weights.shape[-1]
         if n_out is not None and n_out != n:
             raise InvalidArgumentError("conditional resampling keeps the number of particles")
-        others = Categorical(log_weights, where="conditional SMC: the weights").draw(n - 1, rng)
+        others = categorical(log_weights, n - 1, rng)
         shared = self.pinned.shared
         if self.ancestor_sampling:
             t = shared.t + 1
             b = self.pinned.batch_ndim
             ref = tree_map(lambda r: xp.broadcast_to(r, (*r.shape[:b], n, *r.shape[b + 1 :])), self.pinned.reference[t])
             log_f = self.pinned.log_transition(t, shared.state, ref)  # type: ignore[attr-defined]
-            first = sample_each(log_weights + log_f, rng, where="ancestor sampling: W f(x*_t | x_{t-1})")
+            first = categorical(log_weights + log_f, 1, rng)[..., 0]
         else:
             first = xp.zeros(tuple(log_weights.shape[:-1]), dtype=others.dtype)
         ancestors = xp.concat([xp.expand_dims(xp.astype(first, others.dtype), axis=-1), others], axis=-1)
         return Resampled(ancestors, xp.zeros_like(log_weights), None, {})
+
+
+def categorical(log_weights: Array, k: int, rng: RNG) -> Array:
+    """``k`` independent draws per row from unnormalised log-weights ``(*batch, n)``: int64 ``(*batch, k)``.
+
+    Host arrays take a short path (one cumulative sum and one sorted search over all rows, the rows' normalised
+    cumulative sums offset by their row index); others go through :class:`smckit.smoothing.Categorical`. A zero
+    weight is never drawn: a search to the right of equal cumulative sums skips it, and a draw rounded past the
+    end of its row is clamped to the row's last positive weight.
+    """
+    if not isinstance(log_weights, np.ndarray):
+        return Categorical(log_weights, where="conditional SMC: the weights").draw(k, rng)
+    batch, n = log_weights.shape[:-1], log_weights.shape[-1]
+    lw = log_weights.reshape(-1, n)
+    rows = lw.shape[0]
+    with np.errstate(invalid="ignore"):
+        w = np.exp(lw - np.max(lw, axis=-1, keepdims=True))
+    if not np.isfinite(w).all() or not (w.sum(axis=-1) > 0).all():
+        Categorical(log_weights, where="conditional SMC: the weights")  # words the error
+    cum = np.cumsum(w, axis=-1)
+    offsets = np.arange(rows, dtype=np.float64)[:, None]
+    grid = (cum / cum[:, -1:] + offsets).reshape(-1)
+    u = rng.numpy.random((rows, k)) + offsets
+    index = np.searchsorted(grid, u.reshape(-1), side="right").reshape(rows, k) - (offsets * n).astype(np.int64)
+    last = n - 1 - np.argmax(w[:, ::-1] > 0, axis=-1)
+    return np.minimum(index, last[:, None]).reshape(*batch, k)
 
 
 def conditional_smc(

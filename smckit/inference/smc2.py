@@ -288,7 +288,9 @@ def smc2(
     -------
     WeightedSamples
         ``theta`` ``(n_theta, d)``, ``log_weights``, ``log_evidence``; ``info`` with per-step ``ess``,
-        ``resampled``, ``acceptance`` (NaN where no rejuvenation), ``n_x`` and ``log_evidence_increments``.
+        ``resampled``, ``acceptance`` (NaN where no rejuvenation), ``n_x``, ``log_evidence_increments``, and the
+        single-run estimate ``log_evidence_variance`` (Lee and Whiteley's, on the outer particle system; NaN unless
+        ``resampler="multinomial"``, which it assumes).
 
     Examples
     --------
@@ -344,6 +346,9 @@ def smc2(
         bar.close()
     result = smc.result
     history = result.history
+    variance = float("nan")  # the single-run estimator assumes multinomial resampling of the theta-particles
+    if resampler == "multinomial":
+        variance = float(result.log_evidence_variance())
     return WeightedSamples(
         np.asarray(result.particles["theta"]),
         np.asarray(to_host(result.log_weights, np.float64)),
@@ -355,5 +360,6 @@ def smc2(
             "acceptance": np.asarray(outer.trace["acceptance"]),
             "n_x": np.asarray(outer.trace["n_x"]),
             "log_evidence_increments": history.log_evidence_increments,
+            "log_evidence_variance": variance,
         },
     )
