@@ -89,7 +89,12 @@ class FeynmanKac(ABC):
     #     def log_lookahead(self, t, state) -> Array of shape (*batch, n)
     # auxiliary weights log eta_t of the particles about to be resampled before step t: the scheme draws on
     # W * eta and each copy carries 1 / eta of its parent (the auxiliary particle filter; the evidence stays
-    # unbiased). Asked for only at steps where a row resamples.
+    # unbiased). Asked for only at steps where a row resamples;
+    #     def observe_weights(self, t, state, log_weights) -> State
+    # called at every step t >= 1 after the resampling and before propose, with the log-weights (*batch, n) that
+    # step t's potential will be added to (normalised up to a constant per row): a model whose next move or
+    # potential depends on the weights (adaptive tempering chooses its next exponent from them) keeps what it
+    # needs in the returned state, which the engine then resamples with the particles.
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_steps={self.num_steps})"

@@ -389,3 +389,32 @@ def test_smoothing_trackers_run_online_exactly_as_their_offline_replay():
     res = smckit.run(model, 100, seed=1, history="full", trackers=trackers)
     np.testing.assert_array_equal(res.tracked["lag"], replay(res, FixedLag(lambda x: x, lag=3)))
     np.testing.assert_array_equal(res.tracked["paris"], replay(res, PaRIS(model, lambda t, prev, x: x, seed=2)))
+
+
+class WeightAware(Walk):
+    """Keeps the incoming log-weights in its state (a dict), as an adaptive sampler would."""
+
+    def initial(self, n, rng):
+        x = super().initial(n, rng)
+        return {"x": x, "seen": np.zeros(x.shape[:-1])}
+
+    def observe_weights(self, t, state, log_weights):
+        return {"x": state["x"], "seen": np.asarray(log_weights) * 1.0}
+
+    def propose(self, t, state, rng):
+        return {"x": super().propose(t, state["x"], rng), "seen": state["seen"]}
+
+    def log_potential(self, t, prev, state):
+        return super().log_potential(t, prev, state["x"])
+
+
+@pytest.mark.parametrize("policy", [smckit.Never(), smckit.Always(), smckit.ESSBelow(0.5)])
+def test_a_model_can_observe_the_weights_its_next_potential_multiplies(policy):
+    smc = smckit.SMC(WeightAware(steps=8, batch=(3,)), 50, policy=policy, seed=0)
+    previous = next(smc)
+    for step in smc:
+        expected = np.asarray(previous.log_weights)
+        if np.any(step.resampled):  # the resampled rows start again from uniform weights
+            expected = np.where(np.asarray(step.resampled)[..., None], -np.log(50), expected)
+        np.testing.assert_allclose(step.state["seen"], expected, atol=1e-12)
+        previous = step

@@ -145,7 +145,7 @@ def check_step(model: FeynmanKac, t: int, log_g: Any, reference: Array, batch: t
         check_compatible(reference, log_g, what=where)
 
 
-def check_state(model: FeynmanKac, t: int, state: Any, batch: tuple[int, ...], n: int) -> None:
+def check_state(model: FeynmanKac, t: int, state: Any, batch: tuple[int, ...], n: int, method: str = "propose") -> None:
     """Step t >= 1: every leaf of the proposed state has the layout (*batch, n, *event) (shapes only).
 
     Parameters
@@ -155,13 +155,15 @@ def check_state(model: FeynmanKac, t: int, state: Any, batch: tuple[int, ...], n
     state : state
     batch : tuple of int
     n : int
+    method : str
+        The model method that returned ``state``, for the message.
 
     Raises
     ------
     ShapeError
-        Naming ``propose`` and the step.
+        Naming the method and the step.
     """
-    _check_layout(model, "propose", t, state, batch, n)
+    _check_layout(model, method, t, state, batch, n)
 
 
 def _check_layout(model: FeynmanKac, method: str, t: int, state: Any, batch: tuple[int, ...], n: int) -> None:

@@ -203,6 +203,7 @@ class SMC:
         self.eve: Array = None
         self._adaptive = type(model).done is not FeynmanKac.done
         self._lookahead = self._auxiliary if callable(getattr(model, "log_lookahead", None)) else None
+        self._observes = callable(getattr(model, "observe_weights", None))
         self._finished = False
         self._batch: tuple[int, ...] = ()
         self._reference: Array = None  # the first log-potential: fixes backend, device and dtype of the run
@@ -286,6 +287,9 @@ class SMC:
         if moved.reborn is not None and pop.rebirth_noise:
             state = model.rebirth(t, state, moved.reborn, pop.rebirth_noise, self.rng)  # type: ignore[attr-defined]
         try:
+            if self._observes:  # the model sees the weights its next potential multiplies
+                state = model.observe_weights(t, state, moved.log_w)  # type: ignore[attr-defined]
+                check_state(model, t, state, self._batch, pop.n, method="observe_weights")
             prev = state
             state = model.propose(t, prev, self.rng)
             check_state(model, t, state, self._batch, pop.n)
