@@ -103,10 +103,15 @@ def frontier_section(task: Any, sizes: dict[str, Any], sweeps: dict | None, figu
         f"{len(sizes['seeds'])} seeds, equal denoiser calls"
     )
     png = F.plot_frontier(
-        rows, figures / f"frontier_{task.name}.png", fidelity=fidelity, title=title, references=references
+        rows,
+        figures / f"frontier_{task.name}.png",
+        fidelity=fidelity,
+        title=title,
+        references=references,
+        deficit=task.name == "digits",
     )
     text = [
-        f"{title}; {sizes['keep']} returned samples per group; {elapsed:.0f} s in all. Figure: `{png}`.",
+        f"{title}; {sizes['keep']} returned samples per group; {elapsed:.0f} s in all. Figure: `{png.name}`.",
         "",
         table(rows, COLUMNS[task.name]),
     ]

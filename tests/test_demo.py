@@ -41,6 +41,11 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert 1.0 <= row["lineages"] <= q["particles"]
         assert np.isfinite(row["fid"]) and row["fid"] >= 0.0
     assert rows["best-of-n"]["lineages"] == q["particles"]
+    assert rows["systematic"]["mean_reward_se"] >= 0.0  # standard errors over the groups
+    # the small frontier: its figure beside the sample grid, and one sentence on what it shows
+    assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert payload["frontier"]["finding"] in printed and "equal denoiser calls" in payload["frontier"]["finding"]
+    assert "Frontier" in printed and "±" in (out / "frontier.md").read_text()
     assert payload["setup"]["classes"] == [7] * q["groups"]
     assert demo.TIMING in printed and demo.TIMING in table and payload["timing"] == demo.TIMING
 
@@ -167,6 +172,7 @@ def test_good_options(no_work):
     assert options.setup.keep == 2  # the default keep (4 with --quick) lowered to the 2 particles given
     assert options.methods == ("stratified", "best-of-n")
     assert (options.setup.steps, options.setup.groups, options.threads) == (20, 4, 1)
+    assert options.frontier and not demo.options_from_args(argparse.Namespace(no_frontier=True)).frontier
     full = demo.options_from_args(demo.build_parser().parse_args(["--class", "7", "--keep", "64"]))
     assert full.setup.classes == [7] * 8 and full.setup.keep == 64 and full.methods == comparison.METHODS
 
@@ -184,9 +190,23 @@ def test_every_method_is_warmed_up_before_any_is_timed(monkeypatch, tmp_path, ca
 
     monkeypatch.setattr(demo, "warm_up", fake_warm_up)
     monkeypatch.setattr(demo, "run_method", fake_run)
+
+    def fake_frontier(bundle, setup, out):
+        events.append(("frontier", setup.lam))
+        return out / "frontier.png", "frontier table", "one sentence"
+
+    monkeypatch.setattr(demo, "run_frontier", fake_frontier)
     argv = ["--quick", "--methods", "systematic,best-of-n", "--no-progress", "--out", str(tmp_path)]
     assert demo.command_line(argv) == 0
-    assert events == [("warm", ("systematic", "best-of-n")), ("timed", "systematic"), ("timed", "best-of-n")]
+    assert events == [
+        ("warm", ("systematic", "best-of-n")),
+        ("timed", "systematic"),
+        ("timed", "best-of-n"),
+        ("frontier", 1.0),
+    ]
+    events.clear()
+    assert demo.command_line([*argv, "--no-frontier"]) == 0
+    assert ("frontier", 1.0) not in events
     assert demo.TIMING in capsys.readouterr().out
 
 
@@ -238,9 +258,27 @@ def test_missing_plugin_row_is_skipped(monkeypatch, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     args = parser.parse_args(
-        ["--particles", "4", "--groups", "2", "--keep", "2", "--steps", "3", "--no-progress", "--out", str(tmp_path)]
+        [
+            *("--particles", "4", "--groups", "2", "--keep", "2", "--steps", "3"),
+            "--no-progress",
+            "--no-frontier",
+            "--out",
+            str(tmp_path),
+        ]
     )
     assert demo.main(args) == 0
     printed = capsys.readouterr().out
     assert "smckit-fvd" in printed and "not installed" in printed
     assert (tmp_path / "samples.png").exists()
+
+
+def test_frontier_sweeps_centre_on_the_demos_lam():
+    assert demo.frontier_sweeps(2.0)["lam"] == (1.0, 2.0, 4.0)
+    assert demo.frontier_sweeps(0.0)["lam"] == (0.5, 1.0, 2.0)  # no tilt given: the default strengths
+    assert set(demo.frontier_sweeps(1.0)) == {"lam", "absorption", "top"}
+
+
+def test_table_cells_show_standard_errors_when_there_are_some():
+    row = {"method": "systematic", "mean_reward": -0.5, "mean_reward_se": 0.125, "fid": 3.0, "fid_se": float("nan")}
+    table = demo.format_table([row], [("method", "m", "{}"), ("mean_reward", "r", "{:.3f}"), ("fid", "f", "{:.1f}")])
+    assert "-0.500 ± 0.125" in table and "| 3.0 |" in table

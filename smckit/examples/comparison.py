@@ -538,7 +538,8 @@ def summarise(result: MethodResult, reference: dict[int, np.ndarray]) -> dict[st
     -------
     dict
         ``method``, ``mean_reward``, ``target_share``, ``fid``, ``lineages``, ``resamplings``, ``wall_s``,
-        ``bookkeeping_share``, ``denoiser_calls`` and ``note``.
+        ``bookkeeping_share``, ``denoiser_calls`` and ``note``; ``mean_reward_se``, ``target_share_se`` and
+        ``lineages_se`` are standard errors over the groups (independent populations; nan for one group).
     """
     from smckit.examples.digits import fid
 
@@ -547,18 +548,28 @@ def summarise(result: MethodResult, reference: dict[int, np.ndarray]) -> dict[st
         rows = result.targets == c
         fids.append(fid(result.features[rows].reshape(-1, result.features.shape[-1]), reference[c]))
     share = float((result.predicted == result.targets[:, None]).mean())
+    hits = (result.predicted == result.targets[:, None]).mean(axis=1)
     return {
         "method": result.method,
         "mean_reward": float(result.rewards.mean()),
+        "mean_reward_se": _group_se(result.rewards.mean(axis=1)),
         "target_share": share,
+        "target_share_se": _group_se(hits),
         "fid": float(np.mean(fids)),
         "lineages": float(result.lineages.mean()),
+        "lineages_se": _group_se(result.lineages),
         "resamplings": result.resamplings,
         "wall_s": result.wall_s,
         "bookkeeping_share": _bookkeeping_share(result),
         "denoiser_calls": result.denoiser_calls,
         "note": result.note,
     }
+
+
+def _group_se(per_group: np.ndarray) -> float:
+    """The standard error of a mean over the groups (independent populations): sd / sqrt(G); nan for one group."""
+    values = np.asarray(per_group, dtype=np.float64)
+    return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else float("nan")
 
 
 def _bookkeeping_share(result: MethodResult) -> float:

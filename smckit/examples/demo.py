@@ -53,7 +53,9 @@ __all__ = [
     "format_table",
     "main",
     "options_from_args",
+    "frontier_sweeps",
     "run",
+    "run_frontier",
     "save_grid",
 ]
 
@@ -91,6 +93,8 @@ class Options:
         torch CPU threads while the demo runs (0 keeps torch's setting).
     progress : bool
         Whether to show the progress bar.
+    frontier : bool
+        Whether to run the small frontier (:func:`run_frontier`) after the table.
     """
 
     setup: Setup
@@ -98,6 +102,7 @@ class Options:
     out: Path
     threads: int
     progress: bool
+    frontier: bool = True
 
 
 # -- the command line ---------------------------------------------------------------------------------------
@@ -211,6 +216,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "spin on a busy machine; 0 keeps torch's setting)",
     )
     add("--no-progress", action="store_true", help="hide the progress bar")
+    add(
+        "--no-frontier",
+        action="store_true",
+        help="skip the frontier (every frontier method at lam/2, lam and 2 lam, or its own sweep; writes frontier.png)",
+    )
 
 
 def build_parser(prog: str = "python -m smckit.examples.demo") -> argparse.ArgumentParser:
@@ -410,6 +420,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         out=out,
         threads=_THREADS.check(values["threads"], "--threads"),
         progress=not values["no_progress"],
+        frontier=not values["no_frontier"],
     )
 
 
@@ -521,9 +532,89 @@ def _run(options: Options) -> int:
         "torch": torch.__version__,
         "device": str(device),
     }
+    written = [str(png or "(no samples)"), str(out / "table.md"), str(out / "table.json")]
+    if options.frontier:
+        figure, text, finding = run_frontier(bundle, setup, out)
+        print(text)
+        payload["frontier"] = {"figure": str(figure), "finding": finding}
+        written.insert(1, str(figure))
     (out / "table.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    print(f"wrote {png or '(no samples)'}, {out / 'table.md'} and {out / 'table.json'}")
+    print(f"wrote {', '.join(written)}")
     return 0
+
+
+def frontier_sweeps(lam: float) -> dict[str, tuple[float, ...]]:
+    """The demo's small sweeps: ``lam / 2, lam, 2 lam`` (0.5, 1, 2 when ``lam <= 0``), absorption targets
+    0.05, 0.1, 0.2 and best-of-N keeping 1/2, 1/4, 1/8 of its particles.
+
+    Parameters
+    ----------
+    lam : float
+
+    Returns
+    -------
+    dict
+    """
+    base = lam if lam > 0 else 1.0
+    return {"lam": (base / 2, base, 2 * base), "absorption": (0.05, 0.1, 0.2), "top": (2.0, 4.0, 8.0)}
+
+
+def run_frontier(bundle: Any, setup: Setup, out: Path) -> tuple[Path, str, str]:
+    """A small frontier on the demo's setup (one seed; standard errors over its groups); writes frontier.png and
+    frontier.md.
+
+    Every method of :data:`smckit.examples.frontier.METHODS` whose plugin is installed, at the strengths of
+    :func:`frontier_sweeps`, with the demo's sizes, policy and seed, after one shared untimed warm-up.
+
+    Parameters
+    ----------
+    bundle : DigitsBundle
+    setup : Setup
+    out : Path
+
+    Returns
+    -------
+    (Path, str, str)
+        The figure, the text printed (table and finding), and the one-sentence finding.
+    """
+    from smckit.examples import frontier
+
+    task = frontier.DigitsTask(setup.classes, device=setup.device, bundle=bundle)
+    rows, skipped = frontier.run_frontier(
+        task,
+        list(frontier.METHODS),
+        particles=setup.particles,
+        groups=setup.groups,
+        steps=setup.steps,
+        keep=setup.keep,
+        seeds=[setup.seed],
+        sweeps=frontier_sweeps(setup.lam),
+        policy=setup.policy,
+    )
+    title = (
+        f"digits class {setup.classes[0]}: {setup.groups} groups x {setup.particles} particles x {setup.steps} steps, "
+        "equal denoiser calls; error bars: one standard error over the groups"
+    )
+    figure = frontier.plot_frontier(rows, out / "frontier.png", fidelity="fid", title=title, deficit=True)
+    lines = [
+        "Frontier (reward against diversity and FID, one seed, ± one standard error over the groups):",
+        "",
+        "| method | strength | mean reward | share class c | diversity | feature FID | wall time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['label']} | {row['sweep']} = {row['strength']:g} | {row['reward']:.3f} ± {row['reward_se']:.3f} "
+            f"| {row['accuracy']:.0%} ± {row['accuracy_se']:.0%} | {row['diversity']:.2f} ± {row['diversity_se']:.2f} "
+            f"| {row['fid']:.1f} | {row['wall_s']:.2f} |"
+        )
+    if skipped:
+        lines.append(f"skipped (plugin not installed): {', '.join(skipped)}")
+    finding = frontier.finding(rows, lam=frontier_sweeps(setup.lam)["lam"][1])
+    lines += ["", finding]
+    text = "\n".join(lines)
+    (out / "frontier.md").write_text(text + "\n")
+    return figure, text, finding
 
 
 def _json_default(value: Any) -> Any:
@@ -553,7 +644,8 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
     Parameters
     ----------
     rows : sequence of dict
-        From :func:`~smckit.examples.comparison.summarise`, or ``{"method", "skipped": True, "note"}``.
+        From :func:`~smckit.examples.comparison.summarise`, or ``{"method", "skipped": True, "note"}``. A key with
+        a finite ``<key>_se`` entry shows as ``mean ± standard error``.
     columns : sequence of (key, title, format)
 
     Returns
@@ -568,10 +660,17 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
             cells = [LABELS.get(row["method"], row["method"])] + ["—"] * (len(columns) - 1)
         else:
             cells = [
-                LABELS.get(row[key], row[key]) if key == "method" else fmt.format(row[key]) for key, _, fmt in columns
+                LABELS.get(row[key], row[key]) if key == "method" else _cell(row, key, fmt) for key, _, fmt in columns
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    """``mean ± standard error`` when the row has a finite ``<key>_se``, the mean alone otherwise."""
+    se = row.get(key + "_se")
+    text = fmt.format(row[key])
+    return text + " ± " + fmt.format(se) if se is not None and math.isfinite(se) else text
 
 
 def save_grid(results: Sequence[MethodResult], path: str | Path, *, max_rows: int = 8, max_cols: int = 8) -> Path:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -489,7 +489,7 @@ def run_frontier(
     steps: int,
     keep: int,
     seeds: Sequence[int],
-    sweeps: dict[str, Sequence[float]] | None = None,
+    sweeps: Mapping[str, Sequence[float]] | None = None,
     policy: str = "always",
     candidates: int = 4,
     warm_up: bool = True,
@@ -596,6 +596,7 @@ def plot_frontier(
     fidelity: str,
     title: str = "",
     references: dict[float, dict[str, float]] | None = None,
+    deficit: bool = False,
 ) -> Any:
     """A PNG with two panels: reward against diversity, and reward against fidelity; one curve per method.
 
@@ -609,6 +610,9 @@ def plot_frontier(
     title : str
     references : dict, optional
         ``{lam: {"reward", "diversity", fidelity}}``: exact-target points, drawn as black crosses.
+    deficit : bool
+        Plot ``-reward`` on a log scale (for rewards <= 0 such as ``log p(c | x0)``, whose interesting range spans
+        decades), and the fidelity on a log scale.
 
     Returns
     -------
@@ -629,7 +633,7 @@ def plot_frontier(
         style = {"color": cmap(i % 10), "marker": "os^vDP*XhH"[i % 10], "ms": 4, "lw": 1.2, "capsize": 2}
         for ax, metric in zip(axes, ("diversity", fidelity)):
             ax.errorbar(
-                [r["reward"] for r in mine],
+                [-r["reward"] if deficit else r["reward"] for r in mine],
                 [r[metric] for r in mine],
                 xerr=[_finite(r["reward_se"]) for r in mine],
                 yerr=[_finite(r[metric + "_se"]) for r in mine],
@@ -644,8 +648,12 @@ def plot_frontier(
     axes[0].set_ylabel("diversity (mean pairwise distance)")
     axes[1].set_ylabel(f"{fidelity} (lower is better)")
     for ax in axes:
-        ax.set_xlabel("mean reward")
+        ax.set_xlabel("-mean reward (log scale; left is better)" if deficit else "mean reward")
         ax.grid(alpha=0.3)
+        if deficit:
+            ax.set_xscale("log")
+    if deficit:
+        axes[1].set_yscale("log")
     axes[1].legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=9)
