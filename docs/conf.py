@@ -51,6 +51,7 @@ extensions = [
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    "offlinemath",  # _ext/offlinemath.py: MathJax from the site itself, not from a CDN
 ]
 if not OFFLINE:
     extensions.append("sphinx.ext.intersphinx")
@@ -230,8 +231,20 @@ def _getattr_path(obj: object, dotted: str) -> object:
     return obj
 
 
-def _lookup(modname: str | None, classname: str | None, target: str) -> object:
-    """The object ``target`` names in the namespace of ``modname`` (and ``classname``), or as a full path."""
+def _docstring_modules(source: str | None) -> list[str]:
+    """The modules a docstring's names may live in, from a node's source (``"...: docstring of pkg.mod.f"``):
+    the owner's dotted prefixes, longest first (the docstring of a re-exported function is written in the
+    namespace of the module that defines it, not of the page that documents it)."""
+    found = re.search(r"docstring of ([\w.]+)", source or "")
+    if found is None:
+        return []
+    parts = found.group(1).split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _lookup(modname: str | None, classname: str | None, target: str, source: str | None = None) -> object:
+    """The object ``target`` names in the namespace of ``modname`` (and ``classname``), of the module whose
+    docstring holds the reference (``source``), or as a full path."""
     import importlib
 
     scopes: list[object] = []
@@ -251,6 +264,11 @@ def _lookup(modname: str | None, classname: str | None, target: str) -> object:
                     scopes.append(importlib.import_module(defining))
                 except ImportError:
                     pass
+    for name in _docstring_modules(source):
+        try:
+            scopes.append(importlib.import_module(name))
+        except ImportError:
+            continue
     for scope in scopes:
         if scope is not None:
             obj = _getattr_path(scope, target)
@@ -269,10 +287,16 @@ def _lookup(modname: str | None, classname: str | None, target: str) -> object:
 
 def _documented_name(env, obj: object, last: str) -> str | None:
     """The full name under which ``obj`` is documented (its home in the API reference), if any."""
+    target = _unbound(obj)
     for name in sorted(env.get_domain("py").objects):
-        if name.rsplit(".", 1)[-1] == last and _lookup(None, None, name) is obj:
+        if name.rsplit(".", 1)[-1] == last and _unbound(_lookup(None, None, name)) is target:
             return name
     return None
+
+
+def _unbound(obj: object) -> object:
+    """The function behind a bound method (a classmethod read from its class is a new object on each access)."""
+    return getattr(obj, "__func__", obj)
 
 
 def _listed_attribute(cls: object, attr: str) -> bool:
@@ -310,7 +334,7 @@ def _missing_reference(app, env, node, contnode):
         resolved = _resolve_attribute(app, env, node, contnode)
         if resolved is not None:
             return resolved
-    obj = _lookup(node.get("py:module"), node.get("py:class"), target)
+    obj = _lookup(node.get("py:module"), node.get("py:class"), target, node.source)
     if obj is None:
         return None
     name = _documented_name(env, obj, target.rsplit(".", 1)[-1])
@@ -331,6 +355,17 @@ def _public_bases(app, name, obj, options, bases):
             elif b not in result:
                 result.append(b)
     bases[:] = [b for b in result if b is not object]  # "Bases: object" says nothing
+
+
+def _drop_empty_bases(app, doctree):
+    """Remove the "Bases:" line autodoc (Sphinx 9) still writes when :func:`_public_bases` left no base."""
+    from docutils import nodes
+    from sphinx.locale import _
+
+    empty = _("Bases: %s") % ""
+    for paragraph in list(doctree.findall(nodes.paragraph)):
+        if paragraph.astext().strip() == empty.strip():
+            paragraph.parent.remove(paragraph)
 
 
 # autosummary (Sphinx 9) cuts a summary at the first ". ", even inside an inline literal such as
@@ -424,5 +459,6 @@ def setup(app):
     app.connect("autodoc-process-docstring", _process_docstring, priority=100)
     app.connect("missing-reference", _missing_reference)
     app.connect("autodoc-process-bases", _public_bases)
+    app.connect("doctree-read", _drop_empty_bases)
     app.connect("autodoc-process-docstring", _doctest_module_namespace, priority=900)  # after numpydoc
     return {"parallel_read_safe": True}

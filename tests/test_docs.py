@@ -210,3 +210,25 @@ def test_the_shape_check_can_fail():
     assert _undocumented_arrays("bare", bare, method=False)
     assert _undocumented_arrays("bare", bare, method=True)
     assert _undocumented_arrays("method", method, method=True) is None
+
+
+# -- the site works offline ---------------------------------------------------------------------------------
+def test_maths_render_from_the_site_itself_not_a_cdn():
+    import offlinemath
+
+    source = offlinemath.mathjax_source()
+    assert source is not None, "pip install sphinx-mathjax-offline (the docs extra): the site needs MathJax's files"
+    for needed in (offlinemath.ENTRY, "output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff", "input/tex/extensions"):
+        assert (source / needed).exists(), needed
+    conf = (DOCS / "conf.py").read_text(encoding="utf-8")
+    assert '"offlinemath"' in conf and "mathjax_path" not in conf.replace("``mathjax_path``", "")
+
+
+def test_install_instructions_say_the_package_is_not_on_pypi_yet():
+    # `pip install pysmckit` (or smckit-fvd) finds nothing until a release is published: the docs must say so
+    # wherever they show such a command, and show the install from a clone first.
+    for page in (DOCS / "getting-started.rst", DOCS / "guide" / "fleming-viot.rst", ROOT / "README.md"):
+        text = page.read_text(encoding="utf-8")
+        bare = re.findall(r"^\s*pip install (?!-)(?!\S*-e )\S+", text, re.MULTILINE)
+        assert not bare, f"{page.name} shows {bare} as a command; smckit installs from a clone until released"
+        assert "pip install -c .ci/constraints.txt -e" in text or "pip install -e" in text, page.name
