@@ -239,7 +239,7 @@ def _cmd_demo(argv: list[str]) -> int:
     except ImportError as exc:
         print(
             f"{_PROG} demo: error: the demo needs the diffusion extra (torch, scikit-learn, matplotlib) "
-            f"(pip install 'pysmckit[diffusion]'); importing smckit.examples.demo failed: {exc}",
+            f"(in a clone of smckit: pip install -e '.[diffusion]'); importing smckit.examples.demo failed: {exc}",
             file=sys.stderr,
         )
         return 2

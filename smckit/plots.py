@@ -147,5 +147,5 @@ def _axes(ax: Any) -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'pysmckit[plot]'") from exc
+        raise ImportError("plotting needs matplotlib: pip install matplotlib (the 'plot' extra of smckit)") from exc
     return plt.subplots()[1]

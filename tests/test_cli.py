@@ -174,7 +174,7 @@ def test_demo_without_its_dependencies_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "smckit.examples.demo", None)  # makes the import fail
     assert main(["demo", "--steps", "3"]) == 2
     err = capsys.readouterr().err
-    assert "pysmckit[diffusion]" in err and "smckit.examples.demo" in err
+    assert "pip install -e '.[diffusion]'" in err and "smckit.examples.demo" in err
 
 
 def test_demo_delegates_its_command_line(monkeypatch):

@@ -91,7 +91,7 @@ OPTIONAL_BUILTINS: dict[str, tuple[str, ...]] = {
     # module -> the missing modules that make it "unavailable" rather than "failed"
     "smckit.diffusion.registry": ("smckit.diffusion", "smckit.diffusion.registry", "torch", "diffusers"),
 }
-_EXTRA_HINT = {"smckit.diffusion.registry": "pip install 'pysmckit[diffusion]'"}
+_EXTRA_HINT = {"smckit.diffusion.registry": "the 'diffusion' extra: pip install -e '.[diffusion]' in a clone of smckit"}
 
 HOOKS = {
     "resampler": "smckit_register_resamplers",
