@@ -92,7 +92,59 @@ def test_plots_return_axes():
                 log_evidence_increments=np.zeros(3), ancestors=anc)
     for plot in (h.plot_ess, h.plot_lineages, h.plot_genealogy):
         ax = plot()
-        assert ax.get_xlabel() == "step t"
+        assert ax.get_xlabel() == "step t" and ax.get_legend() is not None
+
+
+def _plotted_history(n=1000, batch=(), steps=40):
+    from smckit.models import Bootstrap, LinearGaussian
+
+    ssm = LinearGaussian.scalar(rho=0.9, sigma_x=1.0, sigma_y=0.5)
+    _, y = ssm.simulate(steps, seed=1)
+    return smckit.run(Bootstrap(ssm, y, batch_shape=batch), n, seed=0).history
+
+
+def test_plot_ess_marks_each_resampling_on_the_ess_it_was_decided_from():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    h = _plotted_history()
+    ax = h.plot_ess(threshold=0.5)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    resampled_before = np.flatnonzero(h.resampled[1:])  # resampled before step t + 1: decided at step t
+    assert labels == ["ESS", f"resampled before the next step ({resampled_before.size} steps)", "threshold 0.5 n"]
+    (marks,) = ax.collections
+    np.testing.assert_array_equal(marks.get_offsets()[:, 0], resampled_before)
+    assert np.all(marks.get_offsets()[:, 1] < 0.5 * 1000)  # ESSBelow(0.5): every decision was below the line
+    (threshold,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert threshold.get_ydata()[0] == 500
+    for bad in (0, 1.5, "0.5", True):
+        with pytest.raises(InvalidArgumentError, match=r"plot_ess\(threshold=...\).*\(0, 1\]"):
+            h.plot_ess(threshold=bad)
+
+
+def test_plot_genealogy_draws_every_surviving_line_and_a_sample_of_the_rest():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    h = _plotted_history(batch=(2,))
+    ax = h.plot_genealogy(row=1, max_particles=50)
+    dead, live = ax.collections
+    roots = h.roots()[-1, 1]  # step-0 ancestors of row 1's final particles
+    assert f"({len(np.unique(roots))} step-0 ancestor" in live.get_label()
+    # Every segment into a particle with a descendant at the end is drawn: the last step's n, at least.
+    assert len(live.get_segments()) >= 1000 and len(dead.get_segments()) <= 50 * (h.num_steps - 1)
+    assert ax.get_ylim() == (-0.5, 999.5) and ax.get_legend() is not None
+    with pytest.raises(InvalidArgumentError, match=r"rows 0\.\.1 .*got 2"):
+        h.plot_genealogy(row=2)
+    with pytest.raises(InvalidArgumentError, match="max_particles"):
+        h.plot_genealogy(max_particles=0)
+
+
+def test_plots_without_ancestors_say_how_to_keep_them():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    h = History(ess=np.ones(2), resampled=np.zeros(2, bool), log_evidence_increments=np.zeros(2), ancestors=None)
+    for plot in (h.plot_lineages, h.plot_genealogy):
+        with pytest.raises(InvalidArgumentError, match="history='ancestors'"):
+            plot()
 
 
 def test_result_estimate_is_weighted_mean(backend64):
