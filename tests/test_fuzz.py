@@ -210,6 +210,11 @@ BROKEN: dict[str, tuple[type[BaseException], str]] = {
 """A deliberately broken resampler's fault, the error the engine must raise at its first call, and a word of the
 message (the engine's own checks name the resampler and the step)."""
 
+BROKEN_DEFERRED = {fault: (InvalidWeightsError, "checked on the device") for fault in ("index-n", "index-minus-one")}
+BROKEN_DEFERRED["nan-weights"] = (InvalidWeightsError, "checked on the device")
+"""With deferred checks (an accelerator) the values a scheme returns are checked by a device flag read one step
+later; the error still names the scheme and its step."""
+
 
 class Broken:
     """Systematic resampling, then one fault applied to what it returns (on its first call already)."""
@@ -259,6 +264,16 @@ class Case:
     resampler: str  # a built-in name, "fvd", "fvd-<option>" or "broken-<fault>"
     fault: Fault | None
     seed: int
+    deferred: bool = False  # torch only: check values as on an accelerator (flags read one step late)
+
+    def run(self) -> Any:
+        """``smckit.run``, or with deferred checks: as on an accelerator from step 1 on (CPU tensors stand in for
+        the device; step 0 is checked at once everywhere)."""
+        smc = smckit.SMC(self.model(), self.n, resampler=self.scheme(), policy=self.policy, seed=self.seed)
+        if self.deferred:
+            next(smc)
+            smc._defer = smc.population.defer = True  # what SMC and Local decide at step 0 on a GPU
+        return smc.run()
 
     def model(self) -> Walk:
         return {"": Walk, "rebirth": WithRebirth, "lookahead": WithLookahead, "both": WithBoth}[self.methods](self)
@@ -307,7 +322,9 @@ def cases(draw: Any) -> Case:
     steps = draw(st.integers(1, 6))
     nested = draw(st.booleans())
     methods = draw(st.sampled_from(["", "", "rebirth", "lookahead", "both"]))
-    look = ("lookahead-nan",) if methods in ("lookahead", "both") else ()
+    deferred = lib == "torch" and draw(st.booleans())
+    # A NaN look-ahead under deferred checks is a known engine gap (see the xfail test below): left out here.
+    look = ("lookahead-nan",) if methods in ("lookahead", "both") and not deferred else ()
     kind = draw(st.sampled_from([None, None, None, *DATA_FAULTS, *look]))
     fault = None
     first = 1 if kind in ("short", "long") else 0  # the layout of step 0 is the reference
@@ -327,6 +344,7 @@ def cases(draw: Any) -> Case:
         resampler=draw(_resamplers()),
         fault=fault,
         seed=draw(st.integers(0, 2**32 - 1)),
+        deferred=deferred,
     )
 
 
@@ -382,14 +400,12 @@ def _step_named(message: str) -> int | None:
 @given(case=cases())
 def test_every_run_finishes_or_raises_a_documented_error_with_a_consistent_partial_result(case):
     event(f"fault {case.fault.kind if case.fault else None}")
-    model = case.model()
-    scheme = case.scheme()
     if case.resampler == "fvd-rebirth" and case.methods not in ("rebirth", "both"):
         with pytest.raises(InvalidArgumentError, match="no rebirth"):  # refused up front, before any step
-            smckit.SMC(model, case.n, resampler=scheme, policy=case.policy, seed=case.seed)
+            smckit.SMC(case.model(), case.n, resampler=case.scheme(), policy=case.policy, seed=case.seed)
         return
     try:
-        result = smckit.run(model, case.n, resampler=scheme, policy=case.policy, seed=case.seed)
+        result = case.run()
     except Exception as error:  # every exception is examined below
         event(f"raised {type(error).__name__}")
         check_error(error, case)
@@ -412,7 +428,7 @@ def check_error(error: BaseException, case: Case) -> None:
         return isinstance(error, expected[0]) and expected[1] in str(error)
 
     result = getattr(error, "result", None)
-    if broken in BROKEN and matches(BROKEN[broken]):
+    if broken in BROKEN and matches(BROKEN_DEFERRED.get(broken, BROKEN[broken]) if case.deferred else BROKEN[broken]):
         # The broken scheme fails on its first call: the partial result has never resampled, and the failing
         # step is the first one at which the policy asked for a resampling.
         assert result is not None, "the error lost the steps that were run"
@@ -432,3 +448,37 @@ def check_error(error: BaseException, case: Case) -> None:
         assert _step_named(str(error)) == step, f"the message names the wrong step (expected {step}): {error}"
         assert getattr(error, "step", step) == step
     check_result(result, case, step)
+
+
+class NaNLookahead(FeynmanKac):
+    """The smallest model whose look-ahead weights go bad (found by the fuzz suite)."""
+
+    num_steps = 3
+
+    def initial(self, n, rng):
+        return rng.normal((n, 1), like=torch.zeros(0))
+
+    def propose(self, t, state, rng):
+        return state
+
+    def log_potential(self, t, prev, state):
+        return -(state[..., 0] ** 2)
+
+    def log_lookahead(self, t, state):
+        out = -(state[..., 0] ** 2)
+        out[..., -1] = math.nan
+        return out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine: with deferred checks (an accelerator) a NaN look-ahead weight is not checked by the loop; the "
+    "scheme's own input check reports it without the step, blaming log_potential (reported to the lead, issue 17)",
+)
+def test_a_nan_lookahead_under_deferred_checks_is_reported_as_the_lookahead_at_its_step():
+    smc = smckit.SMC(NaNLookahead(), 4, policy=Always(), resampler="multinomial", seed=0)
+    next(smc)
+    smc._defer = smc.population.defer = True  # as on a GPU (CPU tensors stand in for the device)
+    with pytest.raises(InvalidWeightsError, match=r"log_lookahead at step 1") as info:
+        smc.run()
+    assert info.value.step == 1 and info.value.result.num_steps == 1
