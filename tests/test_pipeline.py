@@ -166,17 +166,30 @@ def _resampler(name):
 
 @pytest.mark.parametrize("family", ["sd", "sdxl", "sd3"])
 @pytest.mark.parametrize("resampler", ["multinomial", "systematic", "fleming-viot"])
-def test_steering_runs_with_every_resampler(pipes, family, resampler):
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.0], ids=["plain", "cfg"])
+def test_steering_runs_with_every_resampler(pipes, family, resampler, guidance_scale):
     pipe = pipes(family)
     model = from_pipeline(
-        pipe, PROMPTS, reward=brightness, lam=20.0, num_inference_steps=STEPS, guidance_scale=2.0, chunk_size=4
+        pipe,
+        PROMPTS,
+        reward=brightness,
+        lam=20.0,
+        num_inference_steps=STEPS,
+        guidance_scale=guidance_scale,
+        chunk_size=4,
     )
-    result = smckit.run(model, 4, resampler=_resampler(resampler), policy=smckit.Always(), seed=0)
+    decoded = []
+    hook = pipe.vae.decoder.register_forward_pre_hook(lambda module, args: decoded.append(args[0].shape[0]))
+    try:
+        result = smckit.run(model, 4, resampler=_resampler(resampler), policy=smckit.Always(), seed=0)
+    finally:
+        hook.remove()
+    assert max(decoded) == 4 and sum(decoded) == 8 * (STEPS + 1)  # every level's estimates, in chunks of 4
     x = result.particles["x"]
     assert x.shape == (2, 4, 4, 8, 8) and x.dtype == torch.float32
     assert result.log_weights.shape == (2, 4) and bool(torch.isfinite(result.log_weights).all())
     assert result.particles["reward"].shape == (2, 4)
-    assert model.denoiser_calls == 2 * 4 * STEPS * 2
+    assert model.denoiser_calls == 2 * 4 * STEPS * (2 if guidance_scale > 1 else 1)
     out = model.images(result)
     assert len(out.images) == 2 and all(len(row) == 4 for row in out.images)
     assert out.images[0][0].size == (16, 16)
@@ -220,6 +233,37 @@ def test_runs_on_the_pipelines_device(pipes, device):
     result = smckit.run(model, N, seed=0, resampler="systematic")
     assert result.particles["x"].device.type == device
     assert model.images(result, output_type="pt").images.device.type == device
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3"])
+def test_device_discipline(pipes, family):
+    """Every tensor of a step (the network's, the VAE's, the reward's included) is made on the particles' device,
+    and nothing synchronises with the host: under a meta default device, a tensor made without device= shows."""
+    from test_diffusion_gmm import DeviceGuard
+
+    from smckit.random import RNG
+
+    model = from_pipeline(
+        pipes(family),
+        PROMPTS,
+        reward=brightness,
+        num_inference_steps=STEPS,
+        eta=0.5,
+        chunk_size=3,
+        denoiser_chunk_size=4,
+    )
+    mask = torch.tensor([[True, False, True]] * 2)
+    with torch.device("meta"), DeviceGuard("cpu") as guard:
+        rng = RNG(0)
+        state = model.initial(N, rng)
+        log_w = model.log_potential(0, None, state)
+        for t in range(1, model.num_steps):
+            if t == 2:
+                state = model.rebirth(t, state, mask, 0.5, rng)
+            prev, state = state, model.propose(t, state, rng)
+            log_w = log_w + model.log_potential(t, prev, state)
+    assert guard.violations == []
+    assert log_w.device.type == "cpu" and bool(torch.isfinite(log_w).all())
 
 
 def test_gradient_guidance_through_the_decoder(pipes):
