@@ -3,22 +3,24 @@
 Each case draws a backend (numpy, torch CPU), a particle dtype (float16, float32, float64, and bfloat16 on torch),
 a batch shape, a number of particles (1 to 12) and of steps (1 to 6), a state (one array, or a nest of three
 leaves that must move together), a potential (scale, zero weights), optionally rebirth and look-ahead methods,
-a policy (``ESSBelow``, ``Always``, ``Never``, ``Every``, ``Window``) and a resampler (the six built-ins,
-Fleming-Viot with its options, or a deliberately broken one), and at most one fault injected at one step (a NaN
-or ``+inf`` log-potential, a row of zero weights, an exception in the model, a state leaf of the wrong length).
-Every run must then either
+a policy (``ESSBelow``, ``Always``, ``Never``, ``Every``, ``Window``), a resampler (the six built-ins,
+Fleming-Viot with its options, or a deliberately broken one), on torch whether values are checked as on an
+accelerator (deferred, one step late), and at most one fault injected at one step (a NaN or ``+inf``
+log-potential or look-ahead weight, a row of zero weights, an exception in the model, a state leaf of the wrong
+length). Every run must then either
 
-- finish, when nothing was injected (or a broken resampler was never called), with finite results: the
-  particles in their own backend and dtype, log-weights normalised per row, ESS in [1, n], the log-evidence
-  finite and equal to the sum of the recorded increments, ancestors in range, nested leaves permuted
-  together; or
+- finish, when nothing was injected (or a broken resampler, or a bad look-ahead, was never called), with finite
+  results: the particles in their own backend and dtype, log-weights normalised per row, ESS in [1, n], the
+  log-evidence finite and equal to the sum of the recorded increments, ancestors in range, nested leaves
+  permuted together; or
 - raise the error the injected fault documents, naming the step (and the resampler), with a partial result
-  (``.result``) that is just as consistent and stops at the step before.
+  (``.result``) that is just as consistent and stops at the step before (none when step 0 failed).
 
-How many cases: CI (``CI`` set, the derandomised ``ci`` profile of conftest.py) runs ``SMCKIT_FUZZ_EXAMPLES``
-cases, 150 by default (about 6 s on 2 cores). A longer local run,
-``SMCKIT_FUZZ_EXAMPLES=4000 HYPOTHESIS_PROFILE=dev python -m pytest tests/test_fuzz.py``, tried 4,000 random
-cases without a failure (see the report of issue 17 for what earlier runs found).
+How many cases: ``SMCKIT_FUZZ_EXAMPLES``, 300 by default; CI (``CI`` set: the derandomised ``ci`` profile of
+conftest.py, the same 300 cases every time) runs them in about 5 s on 2 cores. Longer local runs with
+``SMCKIT_FUZZ_EXAMPLES=N HYPOTHESIS_PROFILE=dev python -m pytest tests/test_fuzz.py`` tried 10,000 random cases
+of this version (100 s) and 20,000 of the version before deferred checks were added (5 min), all passing; the
+one engine gap found is pinned by the strict xfail at the end of this file.
 """
 
 from __future__ import annotations
