@@ -91,7 +91,7 @@ class FlowSchedule:
     --------
     >>> from smckit.diffusion.flow import FlowSchedule
     >>> s = FlowSchedule.uniform(4)
-    >>> [round(v, 3) for v in s.sigmas], s.final_sigma
+    >>> [round(float(v), 3) for v in s.sigmas], s.final_sigma
     ([1.0, 0.75, 0.5, 0.25], 0.0)
     >>> s.timesteps
     (1000.0, 750.0, 500.0, 250.0)

@@ -24,7 +24,7 @@ __all__ = ["FAMILIES", "tiny_tokenizer", "tiny_pipeline", "tiny_class_unet", "ti
 FAMILIES = ("sd", "sdxl", "sd3")
 """The pipeline families :func:`tiny_pipeline` builds."""
 
-MAX_LENGTH = 16
+MAX_LENGTH = 32
 WIDTH = 16
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
