@@ -199,6 +199,15 @@ def plan(packages: tuple[str, ...] = PACKAGES) -> tuple[dict[str, ModulePlan], d
     return pages, homes
 
 
+def _shadowed(module: str) -> bool:
+    """Whether ``module``'s parent package has an attribute of the same name that is not the module itself."""
+    parent, _, last = module.rpartition(".")
+    if not parent:
+        return False
+    value = getattr(importlib.import_module(parent), last, None)
+    return value is not None and value is not importlib.import_module(module)
+
+
 def _group_of(module: str) -> str:
     for title, prefixes in GROUPS:
         if any(module == p or module.startswith(p + ".") for p in prefixes):
@@ -219,7 +228,12 @@ def render_module(page: ModulePlan) -> str:
     navigable and the build fast (the theme's navigation costs grow with the square of the page count).
     """
     title = f"``{page.name}``"
-    lines = [title, "=" * len(title), "", f".. automodule:: {page.name}", "   :no-members:", ""]
+    lines = [title, "=" * len(title), "", f".. automodule:: {page.name}", "   :no-members:"]
+    if _shadowed(page.name):
+        # The parent exports something else under this module's name (``smckit.inference.pmmh`` is the function
+        # pmmh): the name belongs to that object, so this page describes the module without claiming it.
+        lines.append("   :no-index:")
+    lines.append("")
     lines += [f".. currentmodule:: {page.name}", ""]
     classes = [m for m in page.own if m.kind == "class"]
     exceptions = [m for m in page.own if m.kind == "exception"]
