@@ -8,7 +8,8 @@ prompts (each prompt one independent population of particles). It takes from the
   SDXL's pooled embeddings and ``_get_add_time_ids``, SD3's two encoders), or the embeddings given;
 - the network (``unet`` or SD3's ``transformer``) and its timestep convention;
 - the scheduler (copied, never modified): DDPM, DDIM (the pipeline's or ``scheduler="ddim"``) and flow matching, read
-  by :meth:`NoiseSchedule.from_diffusers` / :meth:`FlowSchedule.from_diffusers` with their exact Gaussian step;
+  by :meth:`~smckit.diffusion.NoiseSchedule.from_diffusers` or
+  :meth:`~smckit.diffusion.flow.FlowSchedule.from_diffusers`, with their exact Gaussian step;
 - the VAE, whose decoder turns latents into images for the reward, in chunks, as the pipeline decodes them
   (scaling and shift factors, SDXL's latent statistics and float16 upcast), and the image processor, which turns
   the final particles into what the pipeline returns (PIL images, arrays or tensors).
@@ -664,7 +665,7 @@ def from_pipeline(
         The stochasticity of DDIM and flow steps (0: deterministic; use rebirth noise or ``eta > 0`` with
         resampling).
     previous : {"list", "stride"}, optional
-        DDIM's previous-timestep rule (:meth:`NoiseSchedule.from_diffusers`).
+        DDIM's previous-timestep rule (:meth:`~smckit.diffusion.NoiseSchedule.from_diffusers`).
     mu : float, optional
         The flow scheduler's dynamic shift, when its config asks for one.
     clip_skip : int, optional

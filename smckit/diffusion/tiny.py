@@ -47,7 +47,7 @@ def tiny_tokenizer(folder: str | os.PathLike[str] | None = None) -> Any:
     Returns
     -------
     transformers.CLIPTokenizer
-        Sequences of :data:`MAX_LENGTH` tokens; token 0 starts and token 1 ends (and pads) a sequence.
+        Sequences of ``MAX_LENGTH`` (32) tokens; token 0 starts and token 1 ends (and pads) a sequence.
     """
     _require_text()
     from transformers import CLIPTokenizer
