@@ -50,7 +50,7 @@ def scheduler_options(scheduler: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        The keys of :data:`SCHEDULER_OPTIONS` that the config has.
+        The keys of ``SCHEDULER_OPTIONS`` (prediction type, clipping, thresholding) that the config has.
     """
     config = scheduler.config
     return {key: config[key] for key in SCHEDULER_OPTIONS if key in config}
