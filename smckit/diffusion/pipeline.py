@@ -836,8 +836,9 @@ def from_class_conditional(
 
     Parameters
     ----------
-    unet : diffusers.UNet2DModel or UNet2DConditionModel
-        Called as ``unet(x, t, class_labels=...)``; with ``num_class_embeds`` (or a class embedding).
+    unet : diffusers.UNet2DModel
+        With a class embedding (``num_class_embeds``), called as ``unet(x, t, class_labels=...)``; any module
+        with that call, a ``config`` (``in_channels``, ``sample_size``), ``device`` and ``dtype`` will do.
     scheduler : diffusers scheduler
         DDPM, DDIM or flow matching (copied, never modified).
     classes : sequence of int
