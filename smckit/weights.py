@@ -333,7 +333,7 @@ def check_finite_or_minus_inf(log_w: Array, *, step: int | None, what: str = "lo
         where = f" in batch rows {list(rows)[:5]}" if rows and rows[0] else ""
         raise InvalidWeightsError(
             f"{what}{_at(step)} has {count} {kind} value(s){where}; a log-potential must be a real "
-            "number or -inf (weight zero). Check the model's log_potential for overflow or 0*inf.",
+            "number or -inf (weight zero). Check the code that computes them for overflow or 0*inf.",
             step=step,
             count=count,
             rows=rows,

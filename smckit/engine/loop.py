@@ -365,14 +365,15 @@ class SMC:
         """The model's look-ahead log-weights of the particles in ``carry`` (about to be resampled before step t)."""
         state = carry if self.eve is None else carry[0]
         log_eta = self.model.log_lookahead(t, state)  # type: ignore[attr-defined]
-        where = f"{type(self.model).__name__}.log_lookahead at step {t}"
-        if tuple(getattr(log_eta, "shape", ())) != (*self._batch, self.n):
-            raise ShapeError(
-                f"{where} returned {tuple(getattr(log_eta, 'shape', ()))}; expected {(*self._batch, self.n)}"
-            )
+        what = f"{type(self.model).__name__}.log_lookahead"
+        expected = (*self._batch, self.n)
+        if tuple(getattr(log_eta, "shape", ())) != expected:
+            got = tuple(getattr(log_eta, "shape", ()))
+            raise ShapeError(f"{what} at step {t} returned {got}; expected {expected}")
         log_eta = namespace(log_eta).astype(log_eta, self.log_weights.dtype)
-        if not self._defer:
-            check_finite_or_minus_inf(log_eta, step=t, what=where)
+        # Checked on the host on every device: it is asked for only at resampling steps, and a bad value must be
+        # blamed on the look-ahead before the scheme sees it.
+        check_finite_or_minus_inf(log_eta, step=t, what=what)
         return log_eta
 
     def _what(self) -> str:
