@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=_cmd_plugins)
 
     # Parsed by the demo module's own parser (see main), so that its options need not be known here.
-    sub.add_parser("demo", help="run the diffusion-steering demo (needs pysmckit[diffusion]; see 'smckit demo -h')")
+    sub.add_parser("demo", help="run the diffusion-steering demo (needs the 'diffusion' extra; see 'smckit demo -h')")
 
     bench = sub.add_parser(
         "bench",

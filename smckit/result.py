@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from smckit.backend import Array, describe, namespace, to_host
-from smckit.errors import SMCWarning
+from smckit.errors import InvalidArgumentError, SMCWarning
 
 __all__ = ["History", "Result"]
 
@@ -97,7 +97,9 @@ class History:
 
     def _require_ancestors(self) -> np.ndarray:
         if self.ancestors is None:
-            raise ValueError("this run kept no ancestors (history='none'); run with history='ancestors' or 'full'")
+            raise InvalidArgumentError(
+                "this run kept no ancestors (history='none'); run with history='ancestors' or 'full'"
+            )
         return self.ancestors
 
     # -- plots (smckit.plots imports matplotlib when called) ----------------------------------------------------
@@ -224,7 +226,9 @@ class Result:
 
     def _require_eve(self) -> np.ndarray:
         if self.eve is None:
-            raise ValueError("this result carries no Eve indices (it was not made by smckit.run / SMC)")
+            raise InvalidArgumentError(
+                "this result carries no Eve indices: it was made with history='none' or not by smckit.run / SMC"
+            )
         return self.eve
 
     def _resamplings(self) -> np.ndarray:
@@ -234,11 +238,21 @@ class Result:
         lw = self.log_weights
         batch = tuple(lw.shape[:-1])
         evidence = to_host(self.log_evidence, np.float64)
+        ess = to_host(self.ess, np.float64)
         shown = f"{float(evidence):.6g}" if evidence.ndim == 0 else f"array of shape {evidence.shape}"
+        leaves_ = [describe(leaf) for leaf in _leaves(self.particles)]
+        particles = leaves_[0] if len(leaves_) == 1 else f"{len(leaves_)} arrays, the first a {leaves_[0]}"
         return (
             f"Result(steps={self.num_steps}, batch={batch}, n={lw.shape[-1]}, log_evidence={shown}, "
-            f"weights: {describe(lw)}, resampling_steps={len(self.history.resampling_steps)})"
+            f"final_min_ess={float(np.min(ess)):.4g}, resampling_steps={len(self.history.resampling_steps)}, "
+            f"particles: {particles})"
         )
+
+
+def _leaves(state: State) -> list[Array]:
+    from smckit.state import leaves
+
+    return leaves(state)
 
 
 def weighted_mean(values: Array, log_weights: Array) -> Array:

@@ -152,5 +152,5 @@ def test_missing_transformers_names_the_extra(monkeypatch, clip):
     import sys
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # what an environment without it looks like to import
-    with pytest.raises(ImportError, match=r"pysmckit\[text\]"):
+    with pytest.raises(ImportError, match=r"the .text. extra"):
         CLIPReward(*clip)

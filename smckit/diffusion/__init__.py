@@ -88,6 +88,8 @@ __all__ = [
     "PipelineSteering",
     "SteeredImages",
     "ClassifierFreeGuidance",
+    "RewardLookahead",
+    "SoftValueDecoding",
 ]
 
 _WHERE = {
@@ -118,6 +120,8 @@ _WHERE = {
     "PipelineSteering": "pipeline",
     "SteeredImages": "pipeline",
     "ClassifierFreeGuidance": "pipeline",
+    "RewardLookahead": "lookahead",
+    "SoftValueDecoding": "value",
 }
 
 

@@ -30,4 +30,6 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"this needs {module}: pip install 'pysmckit[{extra}]' ({exc})") from exc
+        raise ImportError(
+            f"this needs {module}: pip install -e '.[{extra}]' in a clone of smckit (the '{extra}' extra) ({exc})"
+        ) from exc

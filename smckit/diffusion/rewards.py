@@ -20,8 +20,8 @@ Models are passed in, never downloaded here. Loading published weights (each a o
 - any scorer with a ``score(prompts, images)``-like API (ImageReward, PickScore, HPS) through
   :class:`ScoreReward`, which hands it PIL images or arrays and the prompts.
 
-:class:`CLIPReward` and :class:`AestheticReward` need ``transformers`` (``pip install 'pysmckit[text]'``), imported
-only when one is built.
+:class:`CLIPReward` and :class:`AestheticReward` need ``transformers`` (the ``text`` extra:
+``pip install -e '.[text]'`` in a clone), imported only when one is built.
 """
 
 from __future__ import annotations

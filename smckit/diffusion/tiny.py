@@ -7,7 +7,7 @@ documentation's examples and the benchmarks run the code paths that real models 
 meaningless. The tokenizer is a CLIP byte-pair tokenizer whose vocabulary is the lowercase letters (written to a
 folder, as diffusers' own tests build theirs), so any lowercase prompt encodes.
 
-Everything here needs ``diffusers`` and ``transformers`` (``pip install 'pysmckit[text]'``).
+Everything here needs ``diffusers`` and ``transformers`` (the ``text`` extra: ``pip install -e '.[text]'`` in a clone).
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def _torch() -> Any:
         import torch
         import torch.distributed as dist
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ProcessGroupError("smckit.distributed needs torch: pip install 'pysmckit[torch]'") from exc
+        raise ProcessGroupError("smckit.distributed needs torch: pip install torch (the 'torch' extra)") from exc
     return torch, dist
 
 

@@ -37,7 +37,7 @@ try:
     import torch
     from torch import nn
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("the digits example needs torch: pip install 'pysmckit[diffusion]'") from exc
+    raise ImportError("the digits example needs torch: pip install -e '.[diffusion]' in a clone of smckit") from exc
 
 __all__ = [
     "IMAGE_SHAPE",

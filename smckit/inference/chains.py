@@ -2,7 +2,7 @@
 
 Both hold host numpy arrays, summarise themselves (means, variances, effective sample sizes) and convert to an
 ArviZ ``InferenceData`` with :meth:`~Chains.to_arviz` (ArviZ is an optional dependency, imported on first use:
-``pip install "pysmckit[inference]"``).
+the ``inference`` extra: ``pip install -e '.[inference]'`` in a clone).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def import_arviz() -> Any:
         import arviz
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            'to_arviz() needs ArviZ, an optional dependency: pip install "pysmckit[inference]" (or pip install arviz)'
+            "to_arviz() needs ArviZ, an optional dependency: pip install arviz (the 'inference' extra of smckit)"
         ) from exc
     return arviz
 

@@ -12,7 +12,7 @@ Cumulative counts become ancestors in a kernel by recording, for each count, the
 data-dependent branch. Every record is bounds-checked against the output width, so malformed counts cannot
 write outside the output.
 
-numba is optional (``pip install pysmckit[fast]``, part of ``[all]``) and imported here only; without it, or
+numba is optional (the ``fast`` extra, part of ``[all]``: ``pip install numba``) and imported here only; without it, or
 with the environment variable ``SMCKIT_NUMBA=0``, or inside :func:`use_numba` with ``False``, the reference
 path runs. Kernels are compiled on first use and cached on disk.
 """
