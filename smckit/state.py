@@ -140,7 +140,8 @@ def take(state: State, ancestors: Array) -> State:
                 f"cannot resample a state array of shape {tuple(leaf.shape)} with ancestors of shape "
                 f"{tuple(ancestors.shape)}: expected (*batch, n, *event) with batch = {batch}"
             )
-        check_compatible(ancestors, leaf, what="a state array given to take()", dtype=False)
+        if type(leaf) is not type(ancestors) or getattr(leaf, "device", None) != getattr(ancestors, "device", None):
+            check_compatible(ancestors, leaf, what="a state array given to take()", dtype=False)
         event = tuple(leaf.shape[len(batch) + 1 :])
         if is_torch(leaf):  # one gather kernel along the particle axis, the index broadcast over the event axes
             index = torch_index().reshape(*batch, n_out, *(1,) * len(event)).expand(*batch, n_out, *event)
