@@ -184,23 +184,63 @@ def test_cess_criterion_under_ess_below():
     check(res, n, bias_evidence=0.2, bias_moment=0.3)  # four rows only: a loose sanity check
 
 
+class Seeing(AdaptiveTempering):
+    """Records the incoming log-weights the sampler chooses each exponent from."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = {}
+
+    def advance(self, t, ev, log_w, state):
+        self.seen[t] = np.array(log_w)
+        return super().advance(t, ev, log_w, state)
+
+
+def incoming_weights(hist, n):
+    """The engine's incoming log-weights of every step t >= 1: uniform where the row resampled."""
+    return {
+        t: np.where(np.asarray(hist.resampled[t])[..., None], -math.log(n), hist.log_weights[t - 1])
+        for t in range(1, hist.num_steps)
+    }
+
+
 def test_ess_criterion_is_relative_to_the_incoming_weights():
-    """Under ESSBelow, ESS(applied) / ESS(incoming) = target at every inner step; the sampler's copy of the weights
-    is the engine's (normalised) at every step."""
+    """Under ESSBelow, ESS(applied) / ESS(incoming) = target at every inner step; the weights the sampler sees are
+    the engine's incoming ones (normalised) at every step."""
     B, n, target = 3, 400, 0.8
-    model = AdaptiveTempering(posterior(), target_ess=target, policy=smckit.ESSBelow(0.5), batch_shape=(B,))
+    model = Seeing(posterior(), target_ess=target, policy=smckit.ESSBelow(0.5), batch_shape=(B,))
     res = smckit.run(model, n, seed=4, history="full")
     hist = res.history
     lam = tempering_trace(hist.particles)["exponent"]
-    for t in range(hist.num_steps):
-        copy = hist.particles[t].log_w
-        copy = copy - special.logsumexp(copy, axis=-1, keepdims=True)
-        np.testing.assert_allclose(copy, hist.log_weights[t], atol=1e-10)
-        if t == 0:
-            continue
+    for t, expected in incoming_weights(hist, n).items():
+        seen = model.seen[t] - special.logsumexp(model.seen[t], axis=-1, keepdims=True)
+        np.testing.assert_allclose(seen, expected, atol=1e-10)
         incoming = np.where(hist.resampled[t], n, hist.ess[t - 1])
         inner = lam[t] < 1.0
         assert np.all(np.abs(hist.ess[t][inner] / incoming[inner] - target) <= model.tol + 1e-9)
+
+
+@pytest.mark.parametrize("policy", [smckit.ESSBelow(0.5), smckit.Every(2)], ids=["ess-below", "every-2"])
+def test_a_policy_given_to_run_works(policy):
+    """smckit.run(sampler, policy=...) replaces the sampler's policy: the sampler sees the engine's incoming
+    weights, tunes each exponent on them, and moves exactly the rows that resampled (rows still tempering: a row
+    waiting at exponent 1 has equal weights whether it resampled or not, and moves either way)."""
+    B, n, target = 3, 300, 0.7
+    model = Seeing(posterior(), target_ess=target, batch_shape=(B,))
+    res = smckit.run(model, n, seed=8, policy=policy, history="full")
+    hist = res.history
+    assert hist.resampled[1:].any() and not hist.resampled[1:].all()  # not the sampler's default (Always)
+    trace = tempering_trace(hist.particles)
+    assert np.all(trace["exponent"][-1] == 1.0)
+    for t, expected in incoming_weights(hist, n).items():
+        seen = model.seen[t] - special.logsumexp(model.seen[t], axis=-1, keepdims=True)
+        np.testing.assert_allclose(seen, expected, atol=1e-10)
+        incoming = np.where(hist.resampled[t], n, hist.ess[t - 1])
+        inner = trace["exponent"][t] < 1.0
+        assert np.all(np.abs(hist.ess[t][inner] / incoming[inner] - target) <= model.tol + 1e-9)
+        # every move of a row (n particles, 5 random-walk steps each) rejected: negligible probability
+        tempering = trace["exponent"][t - 1] < 1.0
+        np.testing.assert_array_equal(trace["acceptance"][t][tempering] > 0, hist.resampled[t][tempering])
 
 
 def test_data_tempering_evidence_of_every_prefix():
@@ -274,8 +314,11 @@ def test_refusals():
         AdaptiveTempering(posterior(gradients=False), move=MALA())
     with pytest.raises(InvalidArgumentError, match="multiple"):
         smckit.run(AdaptiveTempering(posterior(), chain_length=7), 100, seed=0)
-    with pytest.raises(InvalidArgumentError, match="its own policy"):
-        smckit.run(AdaptiveTempering(posterior()), 100, seed=0, policy=smckit.ESSBelow(0.5))
+    with pytest.raises(InvalidArgumentError, match="Policy"):
+        AdaptiveTempering(posterior(), policy="always")
+    with pytest.raises(InvalidArgumentError, match="observe_weights"):  # a wrapper that hides the engine's hook
+        model = AdaptiveTempering(posterior())
+        model.propose(1, model.initial(10, RNG(0)), RNG(0))
     with pytest.raises(InvalidArgumentError, match="num_data"):
         DataTempering(posterior())
     with pytest.raises(InvalidArgumentError, match="criterion"):

@@ -105,7 +105,7 @@ def test_every_step_ess_equals_the_target(backend, target):
 
 def test_default_policy_is_always_and_resamples_every_step():
     model = make_model(_NumpyBackend())
-    assert isinstance(model.default_policy.policy, smckit.Always)
+    assert isinstance(model.default_policy, smckit.Always)
     res = smckit.run(model, 200, seed=0)
     assert not res.history.resampled[0] and np.all(res.history.resampled[1:])
     assert float(res.particles.exponent[0]) == 1.0

@@ -29,7 +29,7 @@ from smckit.errors import InvalidArgumentError
 from smckit.inference._family import Family, accept, as_thetas, progress_bar, seeds
 from smckit.inference.chains import WeightedSamples
 from smckit.model import FeynmanKac
-from smckit.models.samplers import Observed
+from smckit.models.samplers import equal_weights
 from smckit.policy import ESSBelow, Policy
 from smckit.random import RNG, as_rng
 from smckit.state import leaves, tree_map
@@ -133,7 +133,7 @@ class SMC2Model(FeynmanKac):
         self.n_moves = int(n_moves)
         self.min_acceptance = float(min_acceptance)
         self.max_n_x = int(max_n_x)
-        self.default_policy: Observed = Observed(policy)
+        self.default_policy = policy
         self.inner_policy = inner_policy
         self.resampler = resampler
         self.trace: dict[str, list[Any]] = {"acceptance": [], "n_x": []}
@@ -156,15 +156,31 @@ class SMC2Model(FeynmanKac):
 
     # -- Feynman-Kac interface -----------------------------------------------------------------------------
     def initial(self, n: int, rng: RNG) -> dict[str, Any]:
-        self.default_policy.reset()
         self.trace = {"acceptance": [np.nan], "n_x": [self.n_x]}
         theta = np.asarray(to_host(self.sample_prior((n,), rng, like=np.zeros(0))), dtype=np.float64)
         log_prior = self.family.log_prior(theta)
         x, log_w, ll = self._filter(theta, 1, self.n_x, rng)
         return {"theta": theta, "log_prior": log_prior, "log_likelihood": ll, "x": x, "log_w": log_w, "log_g": ll}
 
+    def observe_weights(self, t: int, state: dict[str, Any], log_weights: Array) -> dict[str, Any]:
+        """Keep the theta-particles' incoming log-weights ``(N,)`` for :meth:`propose` (the engine's hook).
+
+        Parameters
+        ----------
+        t : int
+        state : dict
+        log_weights : array, shape (N,)
+
+        Returns
+        -------
+        dict
+            ``state`` with ``theta_log_w``.
+        """
+        return {**state, "theta_log_w": log_weights}
+
     def propose(self, t: int, state: dict[str, Any], rng: RNG) -> dict[str, Any]:
-        resampled = bool(self.default_policy.resampled(t, (), who="smc2"))
+        state = dict(state)
+        resampled = bool(equal_weights(state.pop("theta_log_w")))  # equal weights: the theta-particles resampled
         extra = np.zeros(state["theta"].shape[0])
         rate = np.nan
         if resampled:

@@ -17,7 +17,7 @@ from smckit.models.kalman import KalmanResult, KalmanSmootherResult, kalman_filt
 from smckit.models.linear_gaussian import LinearGaussian, OptimalProposal
 from smckit.models.moves import HMC, MALA, Move, RandomWalk
 from smckit.models.posterior import Evaluated, Posterior
-from smckit.models.samplers import Observed, SMCSampler
+from smckit.models.samplers import SMCSampler
 from smckit.models.ssm import MultivariateNormal, Proposal, StateSpaceModel
 from smckit.models.stochastic_volatility import StochasticVolatility
 from smckit.models.tempering import AdaptiveTempering, TemperingState, tempering_trace
@@ -38,7 +38,6 @@ __all__ = [
     "Posterior",
     "Evaluated",
     "SMCSampler",
-    "Observed",
     "AdaptiveTempering",
     "DataTempering",
     "TemperingState",

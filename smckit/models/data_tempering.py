@@ -121,5 +121,5 @@ class DataTempering(SMCSampler):
     def __repr__(self) -> str:
         return (
             f"DataTempering(num_data={self.num_steps}, move={self.move!r}, n_moves={self.n_moves}, "
-            f"chain_length={self.chain_length}, policy={self.default_policy.policy!r}, batch_shape={self.batch_shape})"
+            f"chain_length={self.chain_length}, policy={self.default_policy!r}, batch_shape={self.batch_shape})"
         )

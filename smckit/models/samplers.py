@@ -12,18 +12,18 @@ A sampler is a Feynman-Kac model. Its particles are equally or unequally weighte
 4. (log_potential) weights by ``pi_t / pi_{t-1}`` at the moved particles.
 
 **Any resampling policy.** The next target is chosen from the weights the engine will apply, the incoming ones
-times the incremental ones. The model never sees the engine's weights, so it keeps them itself, exactly: the
-state holds ``log_w``, the log-weights accumulated since the last resampling (each step adds its own
-log-potential), and the sampler's policy is an :class:`Observed` wrapper that records which rows the engine
-resampled at each step, so ``propose`` resets ``log_w`` of exactly those rows to zero (uniform). The copy equals
-the engine's weights up to a per-row constant for every scheme with uniform output weights (all standard ones);
-give the policy to the sampler (``policy=``), which makes it the sampler's ``default_policy``.
+times the incremental ones. The engine hands the incoming log-weights of step t to :meth:`SMCSampler.observe_weights`
+after it resampled, whatever the policy and the scheme; the sampler puts them in the state (``log_w``) for
+``propose`` to use. The rows whose incoming weights are all equal, as resampling leaves them, move; the others
+keep their particles (moving them would be valid, but costs likelihood evaluations without fixing their weights).
+A policy given to the sampler (``policy=``) becomes its ``default_policy``; one given to :func:`smckit.run`
+replaces it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,80 +38,23 @@ from smckit.policy import Always, Policy
 from smckit.random import RNG
 from smckit.state import take
 
-__all__ = ["Observed", "SMCSampler", "TemperingState"]
+__all__ = ["SMCSampler", "TemperingState", "equal_weights"]
 
 
-class Observed(Policy):
-    """A resampling policy that remembers its decisions, so that a model can tell which rows resampled.
+def equal_weights(log_w: Array) -> np.ndarray:
+    """Which rows have all their weights equal, as resampling (with uniform output weights) leaves them.
 
     Parameters
     ----------
-    policy : Policy
-        The policy that decides.
+    log_w : array, shape (*batch, n)
 
-    Notes
-    -----
-    The engine asks the policy once per step t >= 1, before it resamples and before the model's ``propose(t)``;
-    :meth:`resampled` hands that decision to the model. One run at a time per ``Observed`` object.
+    Returns
+    -------
+    ndarray of bool, shape (*batch,)
+        On the host.
     """
-
-    def __init__(self, policy: Policy):
-        if not isinstance(policy, Policy):
-            raise InvalidArgumentError(f"policy must be a smckit Policy, got {type(policy).__name__}")
-        self.policy = policy
-        self.static = bool(policy.static)
-        self._decisions: dict[int, Any] = {}
-
-    def decide(self, t: int, ess_fraction: Array) -> bool | Array:
-        """The wrapped policy's decision, recorded (see :meth:`smckit.Policy.decide`).
-
-        Parameters
-        ----------
-        t : int
-        ess_fraction : array, shape (*batch,)
-
-        Returns
-        -------
-        bool or boolean array of shape (*batch,)
-        """
-        decision = self.policy.decide(t, ess_fraction)
-        self._decisions[t] = decision
-        return decision
-
-    def resampled(self, t: int, batch: tuple[int, ...], *, who: str) -> np.ndarray:
-        """Which rows resampled at the start of step ``t``: a host boolean array of shape ``batch``.
-
-        Parameters
-        ----------
-        t : int
-        batch : tuple of int
-        who : str
-            The model asking, for the error message.
-
-        Returns
-        -------
-        ndarray of bool, shape ``batch``
-
-        Raises
-        ------
-        InvalidArgumentError
-            If the engine did not consult this policy at step ``t`` (the run was given another policy).
-        """
-        if t not in self._decisions:
-            raise InvalidArgumentError(
-                f"{who} chooses its next target from the weights after resampling, and learns which rows resampled "
-                f"from its own policy, which the engine did not consult at step {t}: give the policy to the sampler "
-                f"({who}(..., policy=...)) and leave policy= out of smckit.run (or pass the sampler's default_policy)"
-            )
-        decision = self._decisions.pop(t)
-        return np.array(np.broadcast_to(to_host(decision).astype(bool), batch))
-
-    def reset(self) -> None:
-        """Forget every decision (a new run starts)."""
-        self._decisions.clear()
-
-    def __repr__(self) -> str:
-        return f"Observed({self.policy!r})"
+    xp = namespace(log_w)
+    return to_host(xp.all(log_w == log_w[..., :1], axis=-1)).astype(bool)
 
 
 @dataclass
@@ -139,7 +82,8 @@ class TemperingState:
     log_g : array of shape (*batch, n), or None
         This step's log-potential ``log pi_t / pi_{t-1}``.
     log_w : array of shape (*batch, n), or None
-        The log-weights accumulated since the row last resampled (the engine's weights up to a constant).
+        The incoming log-weights of the coming step (normalised up to a constant per row), which the engine hands
+        to :meth:`SMCSampler.observe_weights` before ``propose``; ``propose`` uses them and leaves ``None``.
     """
 
     x: Array
@@ -205,7 +149,9 @@ class SMCSampler(FeynmanKac):
         self.move = move
         self.n_moves = int(n_moves)
         self.chain_length = None if chain_length is None else int(chain_length)
-        self.default_policy: Observed = Observed(Always() if policy is None else policy)
+        if policy is not None and not isinstance(policy, Policy):
+            raise InvalidArgumentError(f"policy must be a smckit Policy, got {type(policy).__name__}")
+        self.default_policy: Policy = Always() if policy is None else policy
         self.batch_shape = tuple(int(b) for b in batch_shape)
         self.like = default_like() if like is None else like
         if move.needs_gradient and not posterior.has_gradient(self.like):
@@ -233,7 +179,7 @@ class SMCSampler(FeynmanKac):
         ev : Evaluated
             The particles after the moves, evaluated under :meth:`target`.
         log_w : array, shape (*batch, n)
-            The incoming log-weights (zero for rows that just resampled).
+            The engine's incoming log-weights, normalised up to a constant per row (zero at step 0).
         state : TemperingState or None
             The state before the moves (``None`` at step 0).
 
@@ -249,7 +195,6 @@ class SMCSampler(FeynmanKac):
 
     # -- Feynman-Kac interface -----------------------------------------------------------------------------
     def initial(self, n: int, rng: RNG) -> TemperingState:
-        self.default_policy.reset()
         if self.chain_length is not None and n % self.chain_length:
             raise InvalidArgumentError(
                 f"waste-free SMC keeps n / chain_length chains: n_particles={n} is not a multiple of "
@@ -262,29 +207,48 @@ class SMCSampler(FeynmanKac):
         exponent, increment, log_lik, log_g = self.advance(0, ev, zero, None)
         h = zero + self.move.initial_step_size(x.shape[-1])
         self._open_bar()
-        state = TemperingState(x, ev.log_prior, log_lik, exponent, increment, zero, h, log_g, log_g)
+        state = TemperingState(x, ev.log_prior, log_lik, exponent, increment, zero, h, log_g)
         self._show(state)
         return state
 
+    def observe_weights(self, t: int, state: TemperingState, log_weights: Array) -> TemperingState:
+        """Keep the incoming log-weights of step ``t`` in the state for :meth:`propose` (the engine's hook).
+
+        Parameters
+        ----------
+        t : int
+        state : TemperingState
+            After the engine's resampling.
+        log_weights : array, shape (*batch, n)
+            The log-weights that step t's potential multiplies, normalised up to a constant per row.
+
+        Returns
+        -------
+        TemperingState
+            ``state`` with ``log_w = log_weights``.
+        """
+        return replace(state, log_w=log_weights)
+
     def propose(self, t: int, state: TemperingState, rng: RNG) -> TemperingState:
+        log_w = state.log_w
+        if log_w is None:
+            raise InvalidArgumentError(
+                f"{type(self).__name__}.propose at step {t} needs the incoming log-weights, which the engine hands "
+                "to observe_weights first: a wrapper around the sampler must forward observe_weights"
+            )
         xp = namespace(state.x)
-        batch = tuple(state.exponent.shape[:-1])
-        resampled = self.default_policy.resampled(t, batch, who=type(self).__name__)
-        reset = xp.asarray(resampled[..., None], device=device_of(state.x))
-        zeros = xp.zeros_like(state.log_prior)
-        log_w = xp.where(reset, zeros, zeros if state.log_w is None else state.log_w)
+        moving = equal_weights(log_w)
+        moves = xp.asarray(moving[..., None], device=device_of(state.x))
         h = self.step_size_of(state)
         target = self.target(t, state)
         ev = Evaluated(state.x, state.log_prior, state.log_likelihood)
         acceptance = xp.zeros_like(state.log_prior)
-        if resampled.any():  # rows that resampled move; weighted rows keep their particles (valid, and cheaper)
-            ev, acceptance, h = self._move(target, ev, log_w, h, reset, rng, all_rows=bool(resampled.all()))
+        if moving.any():  # rows that resampled move; weighted rows keep their particles (valid, and cheaper)
+            ev, acceptance, h = self._move(target, ev, log_w, h, moves, rng, all_rows=bool(moving.all()))
         self.evaluations += target.evaluations
         exponent, increment, log_lik, log_g = self.advance(t, ev, log_w, state)
         step_size = xp.broadcast_to(xp.expand_dims(h, axis=-1), tuple(log_g.shape))
-        new = TemperingState(
-            ev.x, ev.log_prior, log_lik, exponent, increment, acceptance, step_size, log_g, log_w + log_g
-        )
+        new = TemperingState(ev.x, ev.log_prior, log_lik, exponent, increment, acceptance, step_size, log_g)
         self._show(new)
         return new
 
@@ -299,10 +263,10 @@ class SMCSampler(FeynmanKac):
 
     # -- the moves --------------------------------------------------------------------------------------------
     def _move(
-        self, target: Target, ev: Evaluated, log_w: Array, h: Array, reset: Array, rng: RNG, *, all_rows: bool
+        self, target: Target, ev: Evaluated, log_w: Array, h: Array, moves: Array, rng: RNG, *, all_rows: bool
     ) -> tuple[Evaluated, Array, Array]:
-        """Move every row, keep the moves of the rows that resampled; returns the particles, each particle's
-        acceptance rate and the next step size of each row (tuned where the row moved)."""
+        """Move every row, keep the moves of the rows where ``moves`` (*batch, 1) holds; returns the particles, each
+        particle's acceptance rate and the next step size of each row (tuned where the row moved)."""
         xp = namespace(ev.x)
         start = ev
         if self.move.needs_gradient:
@@ -316,7 +280,7 @@ class SMCSampler(FeynmanKac):
         ev = Evaluated(ev.x, ev.log_prior, ev.log_likelihood)
         h_next = self.move.tune(h, xp.mean(acceptance, axis=-1))
         if not all_rows:
-            keep = ~reset
+            keep = ~moves
             ev = Evaluated(
                 *(
                     xp.where(keep if a.ndim == keep.ndim else xp.expand_dims(keep, axis=-1), b, a)

@@ -19,9 +19,10 @@ Each step t, as a Feynman-Kac model run by the engine (:class:`~smckit.models.sa
 Step 0 draws from the prior and chooses lam_0 the same way. The product of the incremental weights' averages
 estimates the evidence ``Z = ∫ prior(x) L(x) dx``, so the engine's log-evidence is the sampler's.
 
-**Any policy, exactly.** The incoming weights ``W`` are the engine's: the sampler keeps them in its state and
-learns from its own policy which rows resampled (see :mod:`smckit.models.samplers`), so the criterion is computed
-on exactly the weights the engine applies, under ``Always`` (the default), ``ESSBelow`` or any other policy.
+**Any policy, exactly.** The incoming weights ``W`` are the engine's, which it hands to the sampler before each
+step (:meth:`~smckit.models.SMCSampler.observe_weights`), so the criterion is computed on exactly the weights the
+engine applies, under ``Always`` (the default), ``ESSBelow`` or any other policy, given to the sampler or to
+:func:`smckit.run`.
 
 The exponent is part of the particle state (replicated per particle, shape ``(*batch, n)``), so each batch row
 runs its own exponent schedule. A row that reached lam = 1 waits (its later increments are zero) until every
@@ -316,7 +317,7 @@ class AdaptiveTempering(SMCSampler):
     def __repr__(self) -> str:
         return (
             f"AdaptiveTempering(target_ess={self.target_ess}, criterion={self.criterion!r}, move={self.move!r}, "
-            f"n_moves={self.n_moves}, chain_length={self.chain_length}, policy={self.default_policy.policy!r}, "
+            f"n_moves={self.n_moves}, chain_length={self.chain_length}, policy={self.default_policy!r}, "
             f"batch_shape={self.batch_shape})"
         )
 
