@@ -274,7 +274,7 @@ class AdaptiveTempering(SMCSampler):
         )
 
     def move_particles(self, state: TemperingState, rng: RNG, n_moves: int | None = None) -> tuple[Evaluated, Array]:
-        """Apply ``n_moves`` kernel steps (default :attr:`n_moves`) invariant for ``prior * L^exponent``.
+        """Apply ``n_moves`` kernel steps (default: the sampler's ``n_moves``) invariant for ``prior * L^exponent``.
 
         The proposal is preconditioned by the particles' covariance (equally weighted) and uses the state's step
         size; useful to check a kernel on exact draws.
