@@ -101,7 +101,9 @@ def test_every_method_returns_keep_samples_at_equal_calls():
         assert out.roots.shape == (3, 5) and out.roots.min() >= 0 and out.roots.max() < 12, name
         budget = 3 * 12 * 6
         # the value-based baseline matches the budget up to the rounding of its particle count
-        assert out.denoiser_calls == budget if name != "value-based" else abs(out.denoiser_calls - budget) < 0.2 * budget
+        assert (
+            out.denoiser_calls == budget if name != "value-based" else abs(out.denoiser_calls - budget) < 0.2 * budget
+        )
 
 
 def test_the_finding_says_within_the_noise_or_which_way():
