@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from smckit.policy import Policy
     from smckit.random import RNG
 
-__all__ = ["FeynmanKac"]
+__all__ = ["FeynmanKac", "Wrapped"]
 
 State = Any
 
@@ -103,3 +103,81 @@ class FeynmanKac(ABC):
 def supports_rebirth(model: FeynmanKac) -> bool:
     """Whether ``model`` implements ``rebirth(t, state, mask, scale, rng)``."""
     return callable(getattr(model, "rebirth", None))
+
+
+class Wrapped(FeynmanKac):
+    """A model that defers to another one, ``inner``, for every method it does not override.
+
+    The base of wrappers that change one part of a model (its potential, its moves, a look-ahead) and keep the
+    rest: the horizon, the default policy, ``initial``, ``propose``, ``log_potential`` and ``done`` are the inner
+    model's. Optional methods (``rebirth``, ``log_lookahead``, ``observe_weights``) are not forwarded: a wrapper
+    that supports one defines it, so the engine never sees a capability the wrapper did not mean to offer.
+
+    Parameters
+    ----------
+    inner : FeynmanKac
+        The wrapped model.
+    """
+
+    def __init__(self, inner: FeynmanKac):
+        self.inner = inner
+        self.num_steps = inner.num_steps
+        self.default_policy = inner.default_policy
+
+    def initial(self, n: int, rng: RNG) -> State:
+        """The inner model's initial draw (see :meth:`FeynmanKac.initial`).
+
+        Parameters
+        ----------
+        n : int
+        rng : RNG
+
+        Returns
+        -------
+        state, arrays of shape (*batch, n, *event)
+        """
+        return self.inner.initial(n, rng)
+
+    def propose(self, t: int, state: State, rng: RNG) -> State:
+        """The inner model's move (see :meth:`FeynmanKac.propose`).
+
+        Parameters
+        ----------
+        t : int
+        state : state
+        rng : RNG
+
+        Returns
+        -------
+        state, same structure and shapes
+        """
+        return self.inner.propose(t, state, rng)
+
+    def log_potential(self, t: int, prev: State | None, state: State) -> Array:
+        """The inner model's log-potential (see :meth:`FeynmanKac.log_potential`).
+
+        Parameters
+        ----------
+        t : int
+        prev : state or None
+        state : state
+
+        Returns
+        -------
+        array, shape (*batch, n)
+        """
+        return self.inner.log_potential(t, prev, state)
+
+    def done(self, t: int, state: State) -> bool:
+        """The inner model's stopping rule.
+
+        Parameters
+        ----------
+        t : int
+        state : state
+
+        Returns
+        -------
+        bool
+        """
+        return self.inner.done(t, state)

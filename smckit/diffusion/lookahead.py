@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from smckit.errors import InvalidArgumentError, ShapeError
-from smckit.model import FeynmanKac, supports_rebirth
+from smckit.model import FeynmanKac, Wrapped, supports_rebirth
 from smckit.random import RNG
 
 __all__ = ["RewardLookahead"]
@@ -39,7 +39,7 @@ __all__ = ["RewardLookahead"]
 State = Any
 
 
-class RewardLookahead(FeynmanKac):
+class RewardLookahead(Wrapped):
     """A reward-steering model with auxiliary resampling weights ``eta = exp(lam_eta r(x0_hat))``.
 
     Parameters
@@ -93,69 +93,9 @@ class RewardLookahead(FeynmanKac):
             lam = model.lam
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
             raise InvalidArgumentError(f"RewardLookahead lam must be a finite number, got {lam!r}")
-        self.inner = model
+        super().__init__(model)
         self.lam = float(lam)
         self.key = key
-        self.num_steps = model.num_steps
-        self.default_policy = model.default_policy
-
-    def initial(self, n: int, rng: RNG) -> State:
-        """The wrapped model's initial draw (see :meth:`FeynmanKac.initial`).
-
-        Parameters
-        ----------
-        n : int
-        rng : RNG
-
-        Returns
-        -------
-        state, arrays of shape (*batch, n, *event)
-        """
-        return self.inner.initial(n, rng)
-
-    def propose(self, t: int, state: State, rng: RNG) -> State:
-        """The wrapped model's move (see :meth:`FeynmanKac.propose`).
-
-        Parameters
-        ----------
-        t : int
-        state : state
-        rng : RNG
-
-        Returns
-        -------
-        state, same structure and shapes
-        """
-        return self.inner.propose(t, state, rng)
-
-    def log_potential(self, t: int, prev: State | None, state: State) -> Any:
-        """The wrapped model's log-potential, unchanged: the look-ahead does not change the target.
-
-        Parameters
-        ----------
-        t : int
-        prev : state or None
-        state : state
-
-        Returns
-        -------
-        array, shape (*batch, n)
-        """
-        return self.inner.log_potential(t, prev, state)
-
-    def done(self, t: int, state: State) -> bool:
-        """The wrapped model's stopping rule.
-
-        Parameters
-        ----------
-        t : int
-        state : state
-
-        Returns
-        -------
-        bool
-        """
-        return self.inner.done(t, state)
 
     def log_lookahead(self, t: int, state: State) -> Any:
         """``log eta = lam_eta * state[key]`` (plus the wrapped model's own look-ahead, if it has one).

@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from smckit.errors import InvalidArgumentError, ShapeError
-from smckit.model import FeynmanKac
+from smckit.model import FeynmanKac, Wrapped
 from smckit.policy import Never
 from smckit.random import RNG
 from smckit.state import take
@@ -33,7 +33,7 @@ __all__ = ["SoftValueDecoding"]
 State = Any
 
 
-class SoftValueDecoding(FeynmanKac):
+class SoftValueDecoding(Wrapped):
     """Soft value-based decoding around a reward-steering model: M candidate moves per particle, one kept.
 
     Parameters
@@ -87,26 +87,11 @@ class SoftValueDecoding(FeynmanKac):
                 raise InvalidArgumentError(f"{type(model).__name__} has no lam: give SoftValueDecoding's lam")
         if isinstance(lam, bool) or not isinstance(lam, (int, float)) or math.isnan(lam):
             raise InvalidArgumentError(f"lam must be a number (math.inf: greedy), got {lam!r}")
-        self.inner = model
+        super().__init__(model)
         self.candidates = candidates
         self.lam = float(lam)
         self.key = key
-        self.num_steps = model.num_steps
         self.default_policy = Never()
-
-    def initial(self, n: int, rng: RNG) -> State:
-        """The wrapped model's initial draw.
-
-        Parameters
-        ----------
-        n : int
-        rng : RNG
-
-        Returns
-        -------
-        state, arrays of shape (G, n, *event)
-        """
-        return self.inner.initial(n, rng)
 
     def propose(self, t: int, state: State, rng: RNG) -> State:
         """M candidate moves of every particle, and the one kept by its value.
@@ -158,20 +143,6 @@ class SoftValueDecoding(FeynmanKac):
         """
         value = _value(state, self.key, "state")
         return value.new_zeros(value.shape)
-
-    def done(self, t: int, state: State) -> bool:
-        """The wrapped model's stopping rule.
-
-        Parameters
-        ----------
-        t : int
-        state : state
-
-        Returns
-        -------
-        bool
-        """
-        return self.inner.done(t, state)
 
     def __getattr__(self, name: str) -> Any:
         # Attribute reads go to the wrapped model (denoiser_calls, schedule, ...), but never its optional methods:

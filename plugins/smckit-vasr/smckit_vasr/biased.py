@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from smckit.errors import InvalidArgumentError
-from smckit.model import FeynmanKac, supports_rebirth
+from smckit.model import FeynmanKac, Wrapped, supports_rebirth
 from smckit.random import RNG
 
 __all__ = ["VASRMax"]
@@ -32,7 +32,7 @@ __all__ = ["VASRMax"]
 State = Any
 
 
-class VASRMax(FeynmanKac):
+class VASRMax(Wrapped):
     """The biased, high-selection VASR-Max: a model's look-ahead applied as an extra potential (module notes).
 
     Parameters
@@ -71,38 +71,7 @@ class VASRMax(FeynmanKac):
                 f"VASRMax needs a FeynmanKac model with log_lookahead(t, state), got {type(model).__name__}; wrap "
                 "a diffusion model in smckit.diffusion.lookahead.RewardLookahead first"
             )
-        self.inner = model
-        self.num_steps = model.num_steps
-        self.default_policy = model.default_policy
-
-    def initial(self, n: int, rng: RNG) -> State:
-        """The wrapped model's initial draw.
-
-        Parameters
-        ----------
-        n : int
-        rng : RNG
-
-        Returns
-        -------
-        state, arrays of shape (*batch, n, *event)
-        """
-        return self.inner.initial(n, rng)
-
-    def propose(self, t: int, state: State, rng: RNG) -> State:
-        """The wrapped model's move.
-
-        Parameters
-        ----------
-        t : int
-        state : state
-        rng : RNG
-
-        Returns
-        -------
-        state, same structure and shapes
-        """
-        return self.inner.propose(t, state, rng)
+        super().__init__(model)
 
     def log_potential(self, t: int, prev: State | None, state: State) -> Any:
         """``log G_t + log eta_{t+1}(x_t)``, the look-ahead of the next resampling; ``log G_t`` at the last step.
@@ -121,20 +90,6 @@ class VASRMax(FeynmanKac):
         if self.inner.done(t, state):
             return log_g
         return log_g + self.inner.log_lookahead(t + 1, state)  # type: ignore[attr-defined]
-
-    def done(self, t: int, state: State) -> bool:
-        """The wrapped model's stopping rule.
-
-        Parameters
-        ----------
-        t : int
-        state : state
-
-        Returns
-        -------
-        bool
-        """
-        return self.inner.done(t, state)
 
     def rebirth(self, t: int, state: State, mask: Any, scale: float, rng: RNG) -> State:
         """The wrapped model's rebirth.
